@@ -1,0 +1,3 @@
+from emgstream.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""Acquisition sources, addressed by URI.
+
+=========================================  ==============================================
+URI                                        source
+=========================================  ==============================================
+``lsl://name=EMG`` / ``lsl://type=EMG``     LSL inlet (also ``source_id=...``, ``timeout=``)
+``serial:///dev/ttyUSB0?baud=921600``      wristband firmware over a serial port
+``replay://rec.h5?speed=1&loop=1``         an emg2pose-layout HDF5 recording
+``sim://?channels=16&rate=2000&user=0``    the synthetic wristband
+=========================================  ==============================================
+
+Every source is a context manager with ``info`` and ``read(timeout)``; see :class:`Source`.
+"""
+
+from __future__ import annotations
+
+from ._base import DroppedSpan, Source, SourceError, SourceStats, StreamInfo
+from ._uri import open_source, parse_uri
+
+__all__ = ["DroppedSpan", "Source", "SourceError", "SourceStats", "StreamInfo",
+           "open_source", "parse_uri"]

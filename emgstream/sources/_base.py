@@ -1,0 +1,200 @@
+"""The contract every source implements.
+
+A source delivers chunks ``(samples: float32[n, channels], timestamps: float64[n])``,
+time-major, samples in the units of ``info.units`` (microvolts for EMG), timestamps on the
+LSL clock (``pylsl.local_clock()`` base) whatever the transport.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_positive_int, check_positive_float
+
+__all__ = ["StreamInfo", "SourceStats", "DroppedSpan", "Source", "SourceError"]
+
+
+class SourceError(RuntimeError):
+    """A source cannot deliver: device unplugged, stream gone, corrupt beyond repair."""
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a stream is. Nothing downstream assumes 16 channels or 2 kHz: it reads this.
+
+    Attributes
+    ----------
+    name : str
+        Human-readable stream name (the LSL name, the device's name, the file's stem).
+    n_channels : int
+        Number of EMG channels.
+    sample_rate : float
+        Nominal sampling rate in Hz.
+    channel_names : tuple of str
+        One label per channel; defaults to ``("EMG1", ..., "EMGn")``.
+    units : str
+        Units of the samples, ``"microvolts"`` for EMG.
+    device_id : str
+        Serial number or LSL source id; empty when unknown.
+    kind : str
+        The transport: ``"lsl"``, ``"serial"``, ``"replay"`` or ``"sim"``.
+    manufacturer : str
+        For stream metadata; empty when unknown.
+    """
+
+    name: str
+    n_channels: int
+    sample_rate: float
+    channel_names: tuple[str, ...] = ()
+    units: str = "microvolts"
+    device_id: str = ""
+    kind: str = ""
+    manufacturer: str = ""
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.n_channels, "n_channels")
+        check_positive_float(self.sample_rate, "sample_rate")
+        if not self.channel_names:
+            names = tuple(f"EMG{i + 1}" for i in range(self.n_channels))
+            object.__setattr__(self, "channel_names", names)
+        else:
+            object.__setattr__(self, "channel_names", tuple(str(c) for c in self.channel_names))
+        if len(self.channel_names) != self.n_channels:
+            raise ValueError(
+                f"StreamInfo has n_channels={self.n_channels} but "
+                f"{len(self.channel_names)} channel names"
+            )
+
+
+@dataclass(frozen=True)
+class DroppedSpan:
+    """Samples known to be lost: ``count`` samples starting at LSL time ``time``."""
+
+    time: float
+    count: int
+
+
+@dataclass
+class SourceStats:
+    """Counters a source keeps; read them from any thread (copies are cheap)."""
+
+    samples: int = 0  #: samples delivered by ``read``
+    chunks: int = 0  #: non-empty chunks delivered
+    dropped_samples: int = 0  #: samples known lost (sequence gaps, LSL gaps)
+    corrupt_frames: int = 0  #: frames rejected (CRC, bad header); serial only
+    resyncs: int = 0  #: times the decoder skipped garbage to find a sync word
+    backlog: int = 0  #: samples waiting in the transport after the last read
+    reconnects: int = 0  #: times the source recovered a lost stream
+    drops: list[DroppedSpan] = field(default_factory=list, repr=False)
+
+
+class Source(abc.ABC):
+    """Base class of all sources: a context manager delivering time-stamped chunks.
+
+    Subclasses implement :meth:`_open`, :meth:`_close` and :meth:`_read` and set
+    ``self._info`` in ``_open`` (or earlier). ``read`` is called from one thread (the
+    acquisition thread); ``stats`` and ``drain_drops`` may be called from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._info: StreamInfo | None = None
+        self._stats = SourceStats()
+        self._stats_lock = threading.Lock()
+        self._is_open = False
+
+    # -- public API ---------------------------------------------------------------------
+    @property
+    def info(self) -> StreamInfo:
+        if self._info is None:
+            raise SourceError(f"{type(self).__name__} is not open: call open() or use 'with'")
+        return self._info
+
+    @property
+    def is_open(self) -> bool:
+        return self._is_open
+
+    def open(self) -> "Source":
+        if not self._is_open:
+            self._open()
+            self._is_open = True
+        return self
+
+    def close(self) -> None:
+        if self._is_open:
+            self._is_open = False
+            self._close()
+
+    def read(self, timeout: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """Return the next chunk, waiting at most ``timeout`` seconds.
+
+        Returns
+        -------
+        samples : ndarray, float32, shape (n, n_channels)
+        timestamps : ndarray, float64, shape (n,)
+            ``n`` may be 0 when nothing arrived in time.
+        """
+        if not self._is_open:
+            raise SourceError(f"{type(self).__name__} is not open: call open() or use 'with'")
+        samples, timestamps = self._read(timeout)
+        n = samples.shape[0]
+        if n:
+            with self._stats_lock:
+                self._stats.samples += n
+                self._stats.chunks += 1
+        return samples, timestamps
+
+    @property
+    def stats(self) -> SourceStats:
+        """A copy of the counters (``drops`` is not copied: use :meth:`drain_drops`)."""
+        with self._stats_lock:
+            s = self._stats
+            return SourceStats(s.samples, s.chunks, s.dropped_samples, s.corrupt_frames,
+                               s.resyncs, s.backlog, s.reconnects)
+
+    def drain_drops(self) -> list[DroppedSpan]:
+        """Return and forget the dropped spans recorded since the last call."""
+        with self._stats_lock:
+            drops, self._stats.drops = self._stats.drops, []
+            return drops
+
+    def __enter__(self) -> "Source":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._info is None:
+            return f"<{type(self).__name__} (closed)>"
+        i = self._info
+        state = "open" if self._is_open else "closed"
+        return (f"<{type(self).__name__} '{i.name}' {i.n_channels} ch @ {i.sample_rate:g} Hz, "
+                f"{state}>")
+
+    # -- for subclasses -------------------------------------------------------------------
+    def _record_drop(self, time: float, count: int) -> None:
+        with self._stats_lock:
+            self._stats.dropped_samples += count
+            self._stats.drops.append(DroppedSpan(float(time), int(count)))
+
+    def _update_stats(self, **deltas: int) -> None:
+        """Add to counters, e.g. ``self._update_stats(corrupt_frames=1)``; ``backlog`` is set."""
+        with self._stats_lock:
+            for key, value in deltas.items():
+                if key == "backlog":
+                    self._stats.backlog = value
+                else:
+                    setattr(self._stats, key, getattr(self._stats, key) + value)
+
+    @abc.abstractmethod
+    def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _read(self, timeout: float) -> tuple[np.ndarray, np.ndarray]: ...

@@ -1,0 +1,34 @@
+"""Shared test set-up.
+
+- LSL resolves on the link-local scope only, so tests never see streams of other machines.
+- Qt runs offscreen.
+- ``shared_dir`` points at ``../shared`` beside the checkout and skips when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[1]
+_LSL_CFG = _ROOT / "tests" / "lsl_api.cfg"
+os.environ.setdefault("LSLAPICFG", str(_LSL_CFG))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(_ROOT / ".numba_cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = Path(os.environ.get("EMGSTREAM_SHARED", _ROOT.parent / "shared"))
+    if not path.is_dir():
+        pytest.skip(f"shared material not found at {path}")
+    return path
+
+
+@pytest.fixture
+def unique_id() -> str:
+    """A unique LSL source id / stream name for one test."""
+    return f"emgstream-test-{uuid.uuid4().hex[:12]}"
