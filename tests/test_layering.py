@@ -1,0 +1,56 @@
+"""DESIGN.md's import rules, checked in fresh interpreters.
+
+Acquisition, DSP, IO, the synthesizer and the firmware bridge never import torch or Qt, the
+CLI's --help imports neither, so recording and ``emgstream --help`` stay light and fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+_LIGHT_MODULES = [
+    "emgstream.sources", "emgstream.sources.lsl", "emgstream.sources.serial",
+    "emgstream.sources.replay", "emgstream.sources.sim", "emgstream.dsp", "emgstream.io",
+    "emgstream.io.recording", "emgstream.io.datasets", "emgstream.io.threedc",
+    "emgstream.synth", "emgstream.modelfile", "firmware_bridge", "firmware_bridge.codec",
+]
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("module", _LIGHT_MODULES)
+def test_light_module_imports_no_torch_or_qt(module):
+    pytest.importorskip(module)
+    mods = _imported_after(f"import {module}")
+    heavy = {m for m in mods if m.split(".")[0] in {"torch", "PyQt6", "pyqtgraph"}}
+    assert not heavy, f"{module} imports {sorted(heavy)[:5]}"
+
+
+def test_cli_help_imports_nothing_heavy():
+    mods = _imported_after(
+        "from click.testing import CliRunner; from emgstream.cli import main; "
+        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output")
+    heavy = {m.split(".")[0] for m in mods} & {"torch", "PyQt6", "pyqtgraph", "onnxruntime",
+                                               "h5py", "numba", "pylsl", "serial"}
+    assert not heavy, f"emgstream --help imports {sorted(heavy)}"
+
+
+def test_library_never_imports_apps_or_cli():
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / "emgstream"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.parts[-2] == "cli":
+            continue
+        text = path.read_text()
+        if "from apps" in text or "import apps" in text or "emgstream.cli" in text:
+            offenders.append(str(path.relative_to(root)))
+    assert not offenders, f"library modules import apps or the CLI: {offenders}"
