@@ -1,0 +1,716 @@
+"""Recordings in the emg2pose HDF5 layout: a crash-safe writer, a validating reader, and the
+loop that records a source.
+
+Layout (``../shared/data/emg2pose/README.md``; Meta's tools read only the first group)::
+
+    /emg2pose                  attrs: filename, session, stage, user, side,
+                                      sample_rate (float), num_channels (int),
+                                      start, end (Unix seconds, float)
+    /emg2pose/timeseries       compound (T,): time f8, [joint_angles f8 (20,)], emg f4 (C,)
+    /emgstream                 attrs: format_version, device (JSON StreamInfo),
+                                      filters (JSON), unix_minus_lsl, complete
+    /emgstream/labels          int16 (T,), -1 = unlabelled; attr class_names (JSON list)
+    /emgstream/markers         compound: time f8, text (UTF-8, at most 255 bytes)
+    /emgstream/dropped         compound: time f8, count i8
+
+``time`` is on the LSL clock (the contract of every source); ``unix_minus_lsl`` converts it
+to Unix seconds, which is what ``start`` and ``end`` hold, as in the emg2pose dataset.
+
+Crash safety: the file is written with ``libver='latest'`` in SWMR mode, every dataset
+created before SWMR starts. The writer buffers appended samples in memory and writes and
+flushes them at least every ``flush_interval`` seconds (default 0.5 s), so a ``kill -9``
+loses at most that much and leaves a file that opens (the reader always opens in SWMR-read
+mode, which also accepts a file whose writer died). Other processes can read the file while
+it is being written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from .._checks import check_positive_float
+from ..sources._base import DroppedSpan, Source, StreamInfo
+from ._stream import LabelledStream
+
+__all__ = ["RecordingError", "Recording", "RecordingWriter", "read_recording",
+           "RecordStatus", "record_source"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+N_JOINTS = 20  #: emg2pose joint angles per sample
+_MAX_CHANNELS = 4096  # refuse absurd channel counts from untrusted files
+_MARKER_BYTES = 256
+_MARKER_DTYPE = np.dtype([("time", "<f8"), ("text", h5py.string_dtype("utf-8", _MARKER_BYTES))])
+_DROPPED_DTYPE = np.dtype([("time", "<f8"), ("count", "<i8")])
+_CHUNK_BYTES = 256 * 1024  # stays inside HDF5's default 1 MiB chunk cache
+
+
+class RecordingError(ValueError):
+    """A recording cannot be written or read: bad chunk, missing or malformed field."""
+
+
+# ------------------------------------------------------------------------------------------
+# Reading
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Recording:
+    """One recording in memory.
+
+    Attributes
+    ----------
+    emg : ndarray, float32, shape (time, channels)
+        Raw (unfiltered) samples.
+    time : ndarray, float64, shape (time,)
+        Timestamps (LSL clock for our recordings; whatever the file holds otherwise).
+    sample_rate : float
+    joint_angles : ndarray, float64, shape (time, 20), or None
+        Pose in radians, emg2pose joint order; None when the file has no pose.
+    labels : ndarray, int16, shape (time,), or None
+        Class index per sample into ``class_names``, -1 = none; None when unlabelled
+        (always None for files of the emg2pose dataset).
+    class_names : list of str
+    markers : list of (time, text)
+    dropped : list of DroppedSpan
+        Samples the source reported lost while recording.
+    meta : dict
+        The ``emg2pose`` group attributes (``user``, ``session``, ``start``...), plus
+        ``device`` (dict or None), ``filters`` (dict or None), ``format_version`` (int or
+        None), ``complete`` (False if the writer never closed it, e.g. killed),
+        ``total_samples`` (length in the file, whatever slice was read) and ``start_index``.
+    """
+
+    emg: np.ndarray
+    time: np.ndarray
+    sample_rate: float
+    joint_angles: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+    markers: list[tuple[float, str]] = field(default_factory=list)
+    dropped: list[DroppedSpan] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return self.emg.shape[1]
+
+    @property
+    def n_samples(self) -> int:
+        return self.emg.shape[0]
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    def to_stream(self) -> LabelledStream:
+        """The recording as a :class:`LabelledStream` (unlabelled samples get -1)."""
+        labels = self.labels if self.labels is not None else np.full(self.n_samples, -1,
+                                                                     np.int16)
+        return LabelledStream(emg=self.emg, sample_rate=self.sample_rate, labels=labels,
+                              class_names=list(self.class_names), pose=self.joint_angles,
+                              user=str(self.meta.get("user", "")),
+                              session=str(self.meta.get("session", "")), meta=dict(self.meta))
+
+    def __repr__(self) -> str:
+        extras = []
+        if self.joint_angles is not None:
+            extras.append("pose")
+        if self.labels is not None:
+            extras.append(f"labels ({len(self.class_names)} classes)")
+        if self.markers:
+            extras.append(f"{len(self.markers)} markers")
+        if self.dropped:
+            extras.append(f"{sum(d.count for d in self.dropped)} dropped")
+        tail = f", {', '.join(extras)}" if extras else ""
+        return (f"<Recording user={self.meta.get('user', '')!r} "
+                f"session={self.meta.get('session', '')!r}: {self.n_channels} ch @ "
+                f"{self.sample_rate:g} Hz, {self.n_samples} samples ({self.duration:.2f} s)"
+                f"{tail}>")
+
+
+def read_recording(path: str | os.PathLike, *, start: int = 0,
+                   stop: int | None = None) -> Recording:
+    """Read an emg2pose-layout HDF5 file (ours or the emg2pose dataset's).
+
+    Parameters
+    ----------
+    path : path-like
+    start, stop : int
+        Sample range to read (``stop=None``: to the end), for files too big for memory.
+        Labels are sliced alike; markers and dropped spans are always whole.
+
+    Every field is checked (presence, dtype, shape, length) before use, since files are
+    untrusted input; a file whose writer was killed opens and yields what was flushed.
+
+    Raises
+    ------
+    RecordingError
+        The file is not HDF5, or lacks or malforms a required field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"recording {str(path)!r} does not exist")
+    try:
+        # SWMR-read also opens files being recorded and files whose writer died.
+        f = h5py.File(path, "r", swmr=True)
+    except OSError as err:
+        raise RecordingError(f"cannot open {str(path)!r} as HDF5: {err}") from None
+    with f:
+        return _read_open_file(f, str(path), start, stop)
+
+
+def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> Recording:
+    group = f.get("emg2pose")
+    if not isinstance(group, h5py.Group):
+        raise RecordingError(f"{where}: no group 'emg2pose'; not an emg2pose-layout file "
+                             f"(top level holds {sorted(f.keys())})")
+    ts = group.get("timeseries")
+    if not isinstance(ts, h5py.Dataset) or ts.dtype.names is None or ts.ndim != 1:
+        raise RecordingError(f"{where}: 'emg2pose/timeseries' must be a 1-D compound "
+                             f"dataset, got {ts!r}")
+    names = ts.dtype.names
+    for required in ("time", "emg"):
+        if required not in names:
+            raise RecordingError(f"{where}: 'emg2pose/timeseries' has no field {required!r} "
+                                 f"(fields: {names})")
+    time_type = ts.dtype.fields["time"][0]
+    if time_type.kind != "f" or time_type.shape != ():
+        raise RecordingError(f"{where}: field 'time' must be a float scalar, got {time_type}")
+    emg_type = ts.dtype.fields["emg"][0]
+    if emg_type.subdtype is None or emg_type.base.kind not in "fiu" or \
+            len(emg_type.shape) != 1 or not 0 < emg_type.shape[0] <= _MAX_CHANNELS:
+        raise RecordingError(f"{where}: field 'emg' must be a numeric (channels,) array with "
+                             f"1..{_MAX_CHANNELS} channels, got {emg_type}")
+    n_channels = emg_type.shape[0]
+    with_pose = "joint_angles" in names
+    if with_pose:
+        pose_type = ts.dtype.fields["joint_angles"][0]
+        if pose_type.shape != (N_JOINTS,) or pose_type.base.kind != "f":
+            raise RecordingError(f"{where}: field 'joint_angles' must be float ({N_JOINTS},), "
+                                 f"got {pose_type}")
+
+    attrs = {key: _plain(value) for key, value in group.attrs.items()}
+    try:
+        sample_rate = check_positive_float(float(attrs["sample_rate"]), "sample_rate")
+    except (KeyError, TypeError, ValueError):
+        raise RecordingError(f"{where}: attribute emg2pose/sample_rate must be a positive "
+                             f"number, got {attrs.get('sample_rate')!r}") from None
+    declared = attrs.get("num_channels")
+    if declared is not None and declared != n_channels:
+        raise RecordingError(f"{where}: attribute num_channels={declared!r} but field 'emg' "
+                             f"holds {n_channels} channels")
+
+    total = ts.shape[0]
+    stop = total if stop is None else stop
+    if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer))
+            and 0 <= start <= stop <= total):
+        raise RecordingError(f"{where}: sample range [{start}, {stop}) is outside the "
+                             f"recording's {total} samples")
+    fields = ["time", "emg"] + (["joint_angles"] if with_pose else [])
+    data = ts.fields(fields)[start:stop]
+    timestamps = np.ascontiguousarray(data["time"], dtype=np.float64)
+    emg = np.ascontiguousarray(data["emg"], dtype=np.float32)
+    pose = np.ascontiguousarray(data["joint_angles"], dtype=np.float64) if with_pose else None
+    if not np.isfinite(timestamps).all():
+        raise RecordingError(f"{where}: non-finite 'time' at sample "
+                             f"{start + int(np.argmin(np.isfinite(timestamps)))}")
+    if not np.isfinite(emg).all():
+        row = int(np.argwhere(~np.isfinite(emg))[0, 0])
+        raise RecordingError(f"{where}: non-finite 'emg' at sample {start + row}")
+
+    meta = dict(attrs)
+    meta.update(device=None, filters=None, format_version=None, complete=True,
+                total_samples=total, start_index=start)
+    rec = Recording(emg=emg, time=timestamps, sample_rate=sample_rate, joint_angles=pose,
+                    meta=meta)
+    ours = f.get("emgstream")
+    if isinstance(ours, h5py.Group):
+        _read_extras(ours, rec, where, start, stop, total)
+    return rec
+
+
+def _read_extras(group: h5py.Group, rec: Recording, where: str, start: int, stop: int,
+                 total: int) -> None:
+    meta = rec.meta
+    for key in ("device", "filters"):
+        raw = _plain(group.attrs.get(key, "null"))
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else None
+        except json.JSONDecodeError:
+            raise RecordingError(f"{where}: attribute emgstream/{key} is not JSON: "
+                                 f"{raw[:80]!r}") from None
+        if value is not None and not isinstance(value, dict):
+            raise RecordingError(f"{where}: attribute emgstream/{key} must be a JSON object")
+        meta[key] = value
+    version = _plain(group.attrs.get("format_version"))
+    meta["format_version"] = int(version) if isinstance(version, (int, float)) else None
+    meta["complete"] = bool(_plain(group.attrs.get("complete", True)))
+    meta["unix_minus_lsl"] = _plain(group.attrs.get("unix_minus_lsl"))
+
+    labels = group.get("labels")
+    if labels is not None:
+        if not isinstance(labels, h5py.Dataset) or labels.ndim != 1 or \
+                labels.dtype.kind not in "iu":
+            raise RecordingError(f"{where}: emgstream/labels must be a 1-D integer dataset")
+        raw_names = _plain(labels.attrs.get("class_names", "[]"))
+        try:
+            class_names = json.loads(raw_names)
+        except (json.JSONDecodeError, TypeError):
+            class_names = None
+        if not isinstance(class_names, list) or not all(isinstance(c, str)
+                                                        for c in class_names):
+            raise RecordingError(f"{where}: emgstream/labels attribute class_names must be "
+                                 f"a JSON list of strings, got {raw_names!r}")
+        if labels.shape[0] != total:
+            # Only a killed writer leaves these out of step (labels are written first).
+            logger.warning("%s: %d labels for %d samples (writer interrupted?); "
+                           "missing ones read as -1", where, labels.shape[0], total)
+        lab = np.full(stop - start, -1, np.int16)
+        have = max(0, min(stop, labels.shape[0]) - start)
+        if have:
+            values = labels[start:start + have]
+            if values.size and (values.min() < -1 or values.max() >= len(class_names)):
+                raise RecordingError(
+                    f"{where}: labels must lie in [-1, {len(class_names) - 1}] for "
+                    f"{len(class_names)} classes, got [{values.min()}, {values.max()}]")
+            lab[:have] = values
+        rec.labels = lab
+        rec.class_names = class_names
+
+    markers = _compound(group, "markers", {"time": "f", "text": "S"}, where)
+    if markers is not None:
+        rec.markers = [(float(t), bytes(s).decode("utf-8", errors="replace"))
+                       for t, s in zip(markers["time"], markers["text"])]
+    dropped = _compound(group, "dropped", {"time": "f", "count": "iu"}, where)
+    if dropped is not None:
+        rec.dropped = [DroppedSpan(float(t), int(c))
+                       for t, c in zip(dropped["time"], dropped["count"])]
+
+
+def _compound(group: h5py.Group, name: str, kinds: dict[str, str], where: str):
+    ds = group.get(name)
+    if ds is None:
+        return None
+    ok = isinstance(ds, h5py.Dataset) and ds.ndim == 1 and ds.dtype.names is not None and \
+        all(k in ds.dtype.names and ds.dtype.fields[k][0].kind in kinds[k]
+            and ds.dtype.fields[k][0].shape == () for k in kinds)
+    if not ok:
+        raise RecordingError(f"{where}: emgstream/{name} must be a 1-D compound dataset with "
+                             f"fields {list(kinds)}")
+    return ds[()]
+
+
+def _plain(value):
+    """HDF5 attribute -> plain Python (str, int, float, bool)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------
+class RecordingWriter:
+    """Append chunks to a new emg2pose-layout HDF5 file, crash-safely (see module doc).
+
+    Parameters
+    ----------
+    path : path-like
+        The file to create. An existing file is refused unless ``overwrite=True``.
+    info : StreamInfo
+        The stream; fixes channel count and rate, stored as ``emgstream/device``.
+    user, session, stage, side : str
+        emg2pose metadata (``stage`` is the gesture group, ``side`` the hand).
+    with_pose : bool
+        Add the ``joint_angles`` field; then every ``append`` must pass pose.
+    class_names : list of str, optional
+        Create ``emgstream/labels``; ``append`` may then pass labels (default -1).
+    filters : dict, optional
+        JSON-able description of the live filters (the samples stored are raw).
+    overwrite : bool
+    flush_interval : float
+        Seconds of data buffered at most before it is written and flushed.
+
+    Use as a context manager; ``close`` writes what is buffered and marks the file complete.
+    Methods are called from one thread (the recorder's).
+    """
+
+    def __init__(self, path: str | os.PathLike, info: StreamInfo, *, user: str = "",
+                 session: str = "", stage: str = "", side: str = "", with_pose: bool = False,
+                 class_names: list[str] | None = None, filters: dict | None = None,
+                 overwrite: bool = False, flush_interval: float = 0.5) -> None:
+        if not isinstance(info, StreamInfo):
+            raise TypeError(f"info must be a StreamInfo, got {type(info).__name__}")
+        self._path = Path(path)
+        self._info = info
+        self._flush_interval = check_positive_float(flush_interval, "flush_interval")
+        self._with_pose = bool(with_pose)
+        self._class_names = None if class_names is None else [str(c) for c in class_names]
+        if self._class_names is not None and len(self._class_names) > np.iinfo(np.int16).max:
+            raise ValueError(f"at most {np.iinfo(np.int16).max} classes fit int16 labels")
+        if self._path.exists() and not overwrite:
+            raise FileExistsError(f"{str(self._path)!r} exists; pass overwrite=True "
+                                  f"(--overwrite) to replace it")
+        if filters is not None and not isinstance(filters, dict):
+            raise TypeError(f"filters must be a dict, got {type(filters).__name__}")
+
+        fields = [("time", "<f8")]
+        if self._with_pose:
+            fields.append(("joint_angles", "<f8", (N_JOINTS,)))
+        fields.append(("emg", "<f4", (info.n_channels,)))
+        self._dtype = np.dtype(fields)
+        self._pending: list[tuple] = []
+        self._pending_samples = 0
+        self._pending_markers: list[tuple[float, str]] = []
+        self._pending_dropped: list[tuple[float, int]] = []
+        self._n_written = 0
+        self._n_markers = 0
+        self._n_dropped = 0
+        self._last_flush = time.monotonic()
+        self._unix_minus_lsl = _unix_minus_lsl()
+        self._first_time: float | None = None
+        self._last_time: float | None = None
+        self._file = self._create(user, session, stage, side, filters)
+
+    def _create(self, user, session, stage, side, filters) -> h5py.File:
+        f = h5py.File(self._path, "w", libver="latest")
+        try:
+            g = f.create_group("emg2pose")
+            now = time.time()
+            for key, value in (("filename", self._path.stem), ("session", str(session)),
+                               ("stage", str(stage)), ("user", str(user)),
+                               ("side", str(side))):
+                g.attrs[key] = value
+            g.attrs["sample_rate"] = float(self._info.sample_rate)
+            g.attrs["num_channels"] = int(self._info.n_channels)
+            g.attrs["start"] = now
+            g.attrs["end"] = now
+            rows = max(64, _CHUNK_BYTES // self._dtype.itemsize)
+            g.create_dataset("timeseries", shape=(0,), maxshape=(None,), dtype=self._dtype,
+                             chunks=(rows,))
+            ours = f.create_group("emgstream")
+            ours.attrs["format_version"] = FORMAT_VERSION
+            ours.attrs["device"] = json.dumps(dataclasses.asdict(self._info))
+            ours.attrs["filters"] = json.dumps(filters)
+            ours.attrs["unix_minus_lsl"] = self._unix_minus_lsl
+            ours.attrs["complete"] = False
+            if self._class_names is not None:
+                labels = ours.create_dataset("labels", shape=(0,), maxshape=(None,),
+                                             dtype="<i2", chunks=(8192,))
+                labels.attrs["class_names"] = json.dumps(self._class_names)
+            ours.create_dataset("markers", shape=(0,), maxshape=(None,), dtype=_MARKER_DTYPE,
+                                chunks=(64,))
+            ours.create_dataset("dropped", shape=(0,), maxshape=(None,),
+                                dtype=_DROPPED_DTYPE, chunks=(64,))
+            f.swmr_mode = True  # after every object exists: SWMR cannot create objects
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def n_samples(self) -> int:
+        """Samples accepted so far (written or buffered)."""
+        return self._n_written + self._pending_samples
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def append(self, samples: np.ndarray, timestamps: np.ndarray,
+               joint_angles: np.ndarray | None = None,
+               labels: np.ndarray | None = None) -> None:
+        """Add a chunk: samples (n, C) float32, timestamps (n,) float64 on the LSL clock,
+        optional joint_angles (n, 20) radians and labels (n,) class indices (-1 = none).
+
+        A chunk that breaks the contract (shape, NaN, unknown label) is rejected whole with
+        a :class:`RecordingError`; everything accepted before stays.
+        """
+        self._check_open()
+        samples = np.asarray(samples)
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        n = self._check_chunk(samples, timestamps, joint_angles, labels)
+        if n == 0:
+            return
+        pose = None if joint_angles is None else np.array(joint_angles, np.float64)
+        lab = None
+        if self._class_names is not None:
+            lab = np.full(n, -1, np.int16) if labels is None else \
+                np.asarray(labels).astype(np.int16)
+        self._pending.append((np.array(samples, np.float32), timestamps.copy(), pose, lab))
+        self._pending_samples += n
+        if self._first_time is None:
+            self._first_time = float(timestamps[0])
+        self._last_time = float(timestamps[-1])
+        self._maybe_flush()
+
+    def add_marker(self, t: float, text: str) -> None:
+        """Mark an event at LSL time ``t`` (UTF-8 text, at most 255 bytes)."""
+        self._check_open()
+        encoded = str(text).encode("utf-8")
+        if len(encoded) >= _MARKER_BYTES:
+            raise RecordingError(f"marker text is {len(encoded)} bytes in UTF-8; at most "
+                                 f"{_MARKER_BYTES - 1} fit")
+        if not math.isfinite(t):
+            raise RecordingError(f"marker time must be finite, got {t!r}")
+        self._pending_markers.append((float(t), str(text)))
+        self._maybe_flush()
+
+    def add_dropped(self, t: float, count: int) -> None:
+        """Record that ``count`` samples starting at LSL time ``t`` were lost."""
+        self._check_open()
+        if not math.isfinite(t) or int(count) <= 0:
+            raise RecordingError(f"dropped span needs a finite time and a positive count, "
+                                 f"got time={t!r}, count={count!r}")
+        self._pending_dropped.append((float(t), int(count)))
+        self._maybe_flush()
+
+    def flush(self) -> None:
+        """Write everything buffered and flush it to disk (readers see it after this)."""
+        self._check_open()
+        f = self._file
+        if self._pending:
+            n = self._pending_samples
+            rows = np.empty(n, self._dtype)
+            i = 0
+            for samples, timestamps, pose, _ in self._pending:
+                j = i + samples.shape[0]
+                rows["time"][i:j] = timestamps
+                rows["emg"][i:j] = samples
+                if pose is not None:
+                    rows["joint_angles"][i:j] = pose
+                i = j
+            if self._class_names is not None:
+                # Labels first: a writer killed in between leaves labels ahead of samples,
+                # which the reader trims, never samples without their labels' slots.
+                labels = f["emgstream/labels"]
+                labels.resize((self._n_written + n,))
+                labels[self._n_written:] = np.concatenate([p[3] for p in self._pending])
+            ts = f["emg2pose/timeseries"]
+            ts.resize((self._n_written + n,))
+            ts[self._n_written:] = rows
+            self._n_written += n
+            self._pending.clear()
+            self._pending_samples = 0
+            g = f["emg2pose"]
+            if self._n_written == n:
+                g.attrs["start"] = self._first_time + self._unix_minus_lsl
+            g.attrs["end"] = self._last_time + self._unix_minus_lsl
+        self._n_markers = self._extend(f["emgstream/markers"], self._n_markers,
+                                       self._pending_markers, _MARKER_DTYPE)
+        self._n_dropped = self._extend(f["emgstream/dropped"], self._n_dropped,
+                                       self._pending_dropped, _DROPPED_DTYPE)
+        f.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Write what is buffered, mark the file complete and close it. Idempotent."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+            self._file["emgstream"].attrs["complete"] = True
+            self._file.flush()
+        finally:
+            self._file.close()
+            self._file = None
+        logger.info("closed recording %s: %d samples", self._path, self._n_written)
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._file is None else "open"
+        i = self._info
+        return (f"<RecordingWriter {str(self._path)!r} {i.n_channels} ch @ "
+                f"{i.sample_rate:g} Hz, {self.n_samples} samples, {state}>")
+
+    # -- private ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._file is None:
+            raise RecordingError(f"recording {str(self._path)!r} is closed")
+
+    def _check_chunk(self, samples, timestamps, joint_angles, labels) -> int:
+        c = self._info.n_channels
+        if samples.ndim != 2 or samples.shape[1] != c:
+            raise RecordingError(f"chunk rejected: expected samples of shape (n, {c}), got "
+                                 f"{samples.shape}")
+        n = samples.shape[0]
+        if timestamps.shape != (n,):
+            raise RecordingError(f"chunk rejected: expected {n} timestamps for {n} samples, "
+                                 f"got shape {timestamps.shape}")
+        if samples.dtype.kind not in "fiu":
+            raise RecordingError(f"chunk rejected: samples must be numeric, got "
+                                 f"{samples.dtype}")
+        if not np.isfinite(samples).all():
+            row, ch = np.argwhere(~np.isfinite(samples))[0]
+            raise RecordingError(f"chunk rejected: non-finite sample at row {row}, channel "
+                                 f"{ch}; {self.n_samples} samples recorded before are kept")
+        if not np.isfinite(timestamps).all():
+            raise RecordingError("chunk rejected: non-finite timestamp; "
+                                 f"{self.n_samples} samples recorded before are kept")
+        if self._with_pose:
+            if joint_angles is None:
+                raise RecordingError("chunk rejected: the recording has pose "
+                                     "(with_pose=True) but no joint_angles were given")
+            pose = np.asarray(joint_angles)
+            if pose.shape != (n, N_JOINTS) or not np.isfinite(pose).all():
+                raise RecordingError(f"chunk rejected: joint_angles must be finite with shape "
+                                     f"({n}, {N_JOINTS}), got {pose.shape}")
+        elif joint_angles is not None:
+            raise RecordingError("chunk rejected: joint_angles given but the recording was "
+                                 "created with with_pose=False")
+        if labels is not None:
+            if self._class_names is None:
+                raise RecordingError("chunk rejected: labels given but the recording was "
+                                     "created without class_names")
+            lab = np.asarray(labels)
+            if lab.shape != (n,) or lab.dtype.kind not in "iu":
+                raise RecordingError(f"chunk rejected: labels must be integers of shape "
+                                     f"({n},), got {lab.dtype} {lab.shape}")
+            if n and (lab.min() < -1 or lab.max() >= len(self._class_names)):
+                raise RecordingError(
+                    f"chunk rejected: labels must lie in [-1, {len(self._class_names) - 1}], "
+                    f"got [{lab.min()}, {lab.max()}]")
+        return n
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self._flush_interval or \
+                self._pending_samples >= 60 * self._info.sample_rate:
+            self.flush()
+
+    @staticmethod
+    def _extend(ds: h5py.Dataset, written: int, pending: list, dtype: np.dtype) -> int:
+        if not pending:
+            return written
+        rows = np.empty(len(pending), dtype)
+        for k, (t, value) in enumerate(pending):
+            rows[k] = (t, value.encode("utf-8") if isinstance(value, str) else value)
+        ds.resize((written + len(pending),))
+        ds[written:] = rows
+        pending.clear()
+        return written + len(rows)
+
+
+def _unix_minus_lsl() -> float:
+    """Offset from the LSL clock to Unix time, for the emg2pose ``start``/``end``."""
+    import pylsl  # lazily: loads liblsl
+
+    return time.time() - pylsl.local_clock()
+
+
+# ------------------------------------------------------------------------------------------
+# The recording loop
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RecordStatus:
+    """Progress of :func:`record_source`, passed to ``on_status`` and returned at the end.
+
+    Attributes
+    ----------
+    elapsed : float
+        Wall seconds since recording began.
+    samples : int
+        Samples written.
+    rate : float
+        Effective sampling rate over the last status interval (Hz).
+    dropped : int
+        Samples the source reported lost.
+    rms : ndarray, float64, shape (channels,)
+        Per-channel RMS of the raw samples over the last status interval.
+    backlog : int
+        Samples waiting in the source's transport (``source.stats.backlog``).
+    """
+
+    elapsed: float = 0.0
+    samples: int = 0
+    rate: float = 0.0
+    dropped: int = 0
+    rms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    backlog: int = 0
+
+
+def record_source(source: Source, writer: RecordingWriter, *, duration: float | None = None,
+                  stop: threading.Event | None = None,
+                  on_status: Callable[[RecordStatus], None] | None = None,
+                  status_interval: float = 0.5, read_timeout: float = 0.1) -> RecordStatus:
+    """Copy an open source into a writer until ``duration``, ``stop`` or the source ends.
+
+    Raw chunks go to ``writer.append``; the source's dropped spans to ``writer.add_dropped``.
+    With ``duration`` the recording holds exactly ``round(duration * rate)`` samples (the
+    last chunk is cut); if the source stalls it still stops ``5 s`` of wall time after the
+    duration has passed. A replay that has reached its end (``source.finished``) stops it
+    too. The caller owns both objects (use them as context managers), so an exception here
+    leaves every sample appended so far in the file.
+    """
+    info = source.info
+    target = None
+    if duration is not None:
+        check_positive_float(duration, "duration")
+        target = int(round(duration * info.sample_rate))
+    t0 = time.monotonic()
+    status = RecordStatus(rms=np.zeros(info.n_channels))
+    square_sum = np.zeros(info.n_channels)
+    window_samples = 0
+    last_status = t0
+    while True:
+        if stop is not None and stop.is_set():
+            break
+        if getattr(source, "finished", False):
+            break
+        now = time.monotonic()
+        if duration is not None and now - t0 > duration + 5.0:
+            logger.warning("source delivered %d of %d samples in %.1f s; stopping",
+                           status.samples, target, now - t0)
+            break
+        samples, timestamps = source.read(read_timeout)
+        if target is not None and status.samples + samples.shape[0] > target:
+            keep = target - status.samples
+            samples, timestamps = samples[:keep], timestamps[:keep]
+        if samples.shape[0]:
+            writer.append(samples, timestamps)
+            status.samples += samples.shape[0]
+            window_samples += samples.shape[0]
+            square_sum += np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
+        for span in source.drain_drops():
+            writer.add_dropped(span.time, span.count)
+            status.dropped += span.count
+        now = time.monotonic()
+        done = target is not None and status.samples >= target
+        if now - last_status >= status_interval or done:
+            status.elapsed = now - t0
+            status.rate = window_samples / max(now - last_status, 1e-9)
+            status.rms = np.sqrt(square_sum / max(window_samples, 1))
+            status.backlog = source.stats.backlog
+            square_sum[:] = 0
+            window_samples = 0
+            last_status = now
+            if on_status is not None:
+                on_status(dataclasses.replace(status))
+        if done:
+            break
+    status.elapsed = time.monotonic() - t0
+    return status
