@@ -22,6 +22,8 @@ _LAZY = {
     "Recording": "recording",
     "read_recording": "recording",
     "RecordingError": "recording",
+    "RecordStatus": "recording",
+    "record_source": "recording",
     "load_3dc": "threedc",
     "THREEDC_CLASSES": "threedc",
     "WindowDataset": "datasets",
