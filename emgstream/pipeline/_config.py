@@ -1,0 +1,85 @@
+"""Configuration of the live pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._checks import check_option, check_positive_float, check_positive_int
+
+__all__ = ["PipelineConfig"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How probabilities become gesture events, and the pipeline's buffers.
+
+    Decision order, once per hop: softmax -> smoothing -> confidence threshold -> debounce.
+
+    Attributes
+    ----------
+    smoothing : str
+        ``"ema"`` (exponential moving average of the probabilities, span ``smoothing_hops``,
+        i.e. ``alpha = 2 / (smoothing_hops + 1)``), ``"majority"`` (the most frequent argmax
+        over the last ``smoothing_hops`` hops; its confidence is that class's mean probability
+        over them) or ``"none"``.
+    smoothing_hops : int
+        Span of the smoothing, in hops.
+    threshold : float
+        A smoothed confidence below this makes the hop "uncertain" (class index -1).
+    debounce : int
+        A decision must agree for this many consecutive hops before it becomes the stable
+        gesture; an event is emitted when the stable gesture changes to a class.
+    emit : str
+        ``"change"``: an event when the stable gesture changes (the default). ``"hop"``: an
+        event every hop carrying the current stable gesture (a probability stream).
+    max_catchup_hops : int
+        When several hops are due at once (a large chunk, a short stall) up to this many are
+        evaluated in one batch; beyond it inference skips to the newest window and counts the
+        skipped hops, so it is never far behind the stream.
+    latency_window : int
+        Number of recent hops over which latency p50/p99 are reported.
+    ring_seconds : float
+        Seconds of filtered signal kept in the ring buffer (display, snapshots).
+    display_seconds : float
+        Seconds of filtered signal a :meth:`Pipeline.snapshot` returns.
+    rms_seconds : float
+        Window of the per-channel RMS in snapshots.
+    read_timeout : float
+        Longest the acquisition thread blocks in ``source.read``; bounds the stop time.
+    adapt : bool
+        Run the online adaptation thread (imports torch via :mod:`emgstream.adapt`).
+    adapt_nice : int
+        Niceness added to the adaptation thread (Linux: per thread), so the torch work
+        yields the cores to acquisition and inference. 0 disables.
+    adapt_buffer : int
+        Most recent windows kept for the adapter between two of its steps.
+    """
+
+    smoothing: str = "ema"
+    smoothing_hops: int = 5
+    threshold: float = 0.5
+    debounce: int = 3
+    emit: str = "change"
+    max_catchup_hops: int = 8
+    latency_window: int = 2000
+    ring_seconds: float = 30.0
+    display_seconds: float = 5.0
+    rms_seconds: float = 0.2
+    read_timeout: float = 0.05
+    adapt: bool = False
+    adapt_nice: int = 10
+    adapt_buffer: int = 512
+
+    def __post_init__(self) -> None:
+        check_option(self.smoothing, "smoothing", {"ema", "majority", "none"})
+        check_option(self.emit, "emit", {"change", "hop"})
+        for name in ("smoothing_hops", "debounce", "max_catchup_hops", "latency_window",
+                     "adapt_buffer"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("ring_seconds", "display_seconds", "rms_seconds", "read_timeout"):
+            check_positive_float(getattr(self, name), name)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")
+        if isinstance(self.adapt_nice, bool) or not isinstance(self.adapt_nice, int) \
+                or not 0 <= self.adapt_nice <= 19:
+            raise ValueError(f"adapt_nice must be an integer in [0, 19], got {self.adapt_nice!r}")
