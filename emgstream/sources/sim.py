@@ -109,20 +109,17 @@ class SimSource(Source):
     @property
     def class_names(self) -> list[str]:
         """Names of the gestures the simulated user performs (``last_labels`` index them)."""
-        return list(self._make_generator().class_names if self._generator is None
-                    else self._generator.class_names)
+        from ..synth import GESTURES
 
-    @property
-    def sample_rate(self) -> float:
-        return self._rate
+        return list(GESTURES)
 
     # -- Source -------------------------------------------------------------------------
     def _make_generator(self):
-        from ..synth import SynthStream
+        from ..synth import GESTURES, SynthConfig, SynthStream, make_user
 
-        return SynthStream(n_channels=self._n_channels, sample_rate=self._rate,
-                           user=self._user, session=self._session, seed=self._seed,
-                           hold_s=self._hold_s, rest_s=self._rest_s)
+        config = SynthConfig(n_channels=self._n_channels, sample_rate=self._rate,
+                             hold_s=self._hold_s, rest_s=self._rest_s)
+        return SynthStream(make_user(self._user, self._seed, config), self._session, GESTURES)
 
     def _open(self) -> None:
         from pylsl import local_clock
@@ -161,7 +158,7 @@ class SimSource(Source):
             due = int((self._clock() - self._t0) * self._rate) - self._sent
             n = max(n, min(due // n * n, int(_MAX_CATCH_UP_S * self._rate) // n * n or n))
             self._update_stats(backlog=max(0, due - n))
-        samples, labels = self._generator.generate(n)
+        samples, labels, _ = self._generator.generate(n)
         timestamps = self._t0 + (self._sent + np.arange(n)) / self._rate
         self._sent += n
         self._note_transitions(labels, timestamps)
