@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -11,9 +12,9 @@ from ._kernels import ring_read, ring_write
 
 logger = logging.getLogger(__name__)
 
-#: latest() retries this many times when the writer overwrote the copy while it was made,
-#: which needs the writer to lap nearly the whole buffer during one copy.
-_MAX_RETRIES = 1000
+#: latest() copies without a lock this many times before it holds the writer back; a copy
+#: fails only when the writer overwrites the oldest copied samples meanwhile.
+_OPTIMISTIC_TRIES = 3
 
 
 class RingBuffer:
@@ -27,8 +28,10 @@ class RingBuffer:
     *before* it copies a chunk in) and ``_total`` (advanced *after*). A reader takes
     ``_total`` as the end of what it may read, copies out, then reads ``_claimed``: every
     copied sample numbered below ``_claimed - capacity`` may have been overwritten during the
-    copy and is discarded (``read_since`` counts it as lost, ``latest`` copies again).
-    The counters are Python ints assigned while holding the GIL, and the copies run in
+    copy and is discarded: ``read_since`` counts it as lost (it was overrun), ``latest``
+    copies again, and after a few torn copies (a writer lapping the buffer faster than the
+    reader copies) takes the lock the writer holds while it writes, so it always returns.
+    Readers never hold the writer back otherwise. The counters are Python ints assigned while holding the GIL, and the copies run in
     ``nogil`` kernels; taking and releasing the GIL around each copy orders the counter
     updates against the sample copies (so this relies on the GIL: not for free-threaded
     builds). Two writers at once are not supported.
@@ -48,6 +51,7 @@ class RingBuffer:
         self._timestamps = np.zeros(self._capacity, dtype=np.float64)
         self._claimed = 0
         self._total = 0
+        self._write_lock = threading.Lock()  # uncontended unless a viewer is starved
 
     @property
     def capacity(self) -> int:
@@ -85,10 +89,11 @@ class RingBuffer:
             samples = samples[n - self._capacity:]
             timestamps = timestamps[n - self._capacity:]
             start = end - self._capacity
-        self._claimed = end  # before the copy: readers discard what it may overwrite
-        ring_write(self._samples, self._timestamps, samples, timestamps,
-                   start % self._capacity)
-        self._total = end  # after the copy: the new samples are readable
+        with self._write_lock:
+            self._claimed = end  # before the copy: readers discard what it may overwrite
+            ring_write(self._samples, self._timestamps, samples, timestamps,
+                       start % self._capacity)
+            self._total = end  # after the copy: the new samples are readable
 
     def _copy(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Copy samples [start, end); return them and the first number still intact."""
@@ -108,15 +113,17 @@ class RingBuffer:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         if n > self._capacity:
             raise ValueError(f"n must be at most the capacity {self._capacity}, got {n}")
-        for _ in range(_MAX_RETRIES):
+        for _ in range(_OPTIMISTIC_TRIES):
             end = self._total
             start = max(0, end - int(n))
             samples, timestamps, first_intact = self._copy(start, end)
             if first_intact <= start:
                 return samples, timestamps
-        raise RuntimeError(f"the writer kept overwriting the newest {n} samples while they "
-                           f"were copied ({_MAX_RETRIES} tries): capacity {self._capacity} "
-                           "is too small for this write rate")
+        logger.debug("latest(%d): writer lapped %d copies; copying under the write lock", n,
+                     _OPTIMISTIC_TRIES)
+        with self._write_lock:
+            end = self._total
+            return self._copy(max(0, end - int(n)), end)[:2]
 
     def read_since(self, counter: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Every sample written since ``counter`` that is still in the buffer.
