@@ -1,0 +1,211 @@
+"""The signal views: stacked traces, the RMS ring around the band, the spectrum.
+
+Each view takes plain arrays (``set_data``) and knows nothing about the pipeline, so it
+can be driven by any snapshot. Decimation here is for display only; the models see the
+full-rate stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtGui
+from scipy.signal import welch
+
+__all__ = ["TracesView", "BandRmsView", "SpectrumView", "decimate_minmax"]
+
+def decimate_minmax(x: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce ``x`` (time, channels) to about ``n_out`` rows keeping each block's peaks.
+
+    Returns ``(index, y)`` where ``index`` (m,) are the source rows (for the time axis) and
+    ``y`` (m, channels) alternate block minima and maxima, so spikes stay visible after
+    decimation (a plain stride would hide them).
+    """
+    n = x.shape[0]
+    if n <= n_out:
+        return np.arange(n), x
+    block = int(np.ceil(2 * n / n_out))
+    n_blocks = n // block
+    start = n - n_blocks * block  # drop the oldest remainder so the newest sample is kept
+    blocks = x[start:].reshape(n_blocks, block, x.shape[1])
+    y = np.empty((2 * n_blocks, x.shape[1]), dtype=x.dtype)
+    y[0::2] = blocks.min(axis=1)
+    y[1::2] = blocks.max(axis=1)
+    index = start + np.repeat(np.arange(n_blocks) * block, 2) + np.tile([0, block - 1], n_blocks)
+    return index, y
+
+
+class TracesView(pg.PlotWidget):
+    """All channels, filtered, offset-stacked, newest sample at the right edge (t = 0).
+
+    The channels are drawn as one curve with breaks between lanes (one path to paint, not
+    one per channel) and in lane units (each trace divided by a common scale), so the
+    view's ranges and ticks never change while streaming.
+    """
+
+    def __init__(self, channel_names, seconds: float = 4.0, max_points: int = 1000,
+                 parent=None):
+        super().__init__(parent=parent)
+        self.seconds = float(seconds)
+        self.max_points = int(max_points)
+        self._scale = None  # µV per lane; follows the signal slowly
+        self.setBackground("w")
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.enableAutoRange(False)
+        self.setLabel("bottom", "time", units="s")
+        self.setTitle("EMG (filtered)", color="k", size="11pt")
+        # pyqtgraph keeps only a pointer to the tick font: hold the object
+        self._tick_font = QtGui.QFont()
+        self._tick_font.setPointSize(8)
+        self.getAxis("left").setStyle(tickFont=self._tick_font)
+        self._curve = pg.PlotCurveItem(pen=pg.mkPen("#1f4e79", width=1), skipFiniteCheck=True)
+        self.addItem(self._curve)
+        self.set_channels(channel_names)
+
+    def set_channels(self, channel_names) -> None:
+        self._names = tuple(channel_names)
+        n_ch = len(self._names)
+        self._lanes = np.arange(n_ch - 1, -1, -1, dtype=np.float64)  # channel 1 on top
+        self.getAxis("left").setTicks([[(self._lanes[ch], name)
+                                        for ch, name in enumerate(self._names)]])
+        self.setXRange(-self.seconds, 0, padding=0.0)
+        self.setYRange(-0.8, n_ch - 0.2, padding=0.0)
+        self._scale = None
+        self._curve.setData([], [])
+
+    def set_data(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
+        """Draw ``samples`` (time, channels) µV against ``timestamps`` (time,) s."""
+        if samples.shape[0] < 2:
+            return
+        t_end = timestamps[-1]
+        first = int(np.searchsorted(timestamps, t_end - self.seconds))
+        index, y = decimate_minmax(samples[first:], self.max_points)
+        t = timestamps[first:][index] - t_end
+        # Scale from a robust amplitude (median over channels of the 98th percentile of
+        # |x| in the decimated envelope), smoothed so that one burst does not make the plot
+        # jump; traces are clipped to their lane so a strong contraction never hides its
+        # neighbours.
+        spread = 2.2 * float(np.median(np.percentile(np.abs(y), 98, axis=0))) + 1e-6
+        self._scale = spread if self._scale is None else 0.9 * self._scale + 0.1 * spread
+        lanes = np.clip(y / self._scale, -0.55, 0.55) + self._lanes  # (m, channels)
+        n_ch = lanes.shape[1]
+        connect = np.ones((n_ch, len(t)), dtype=bool)
+        connect[:, -1] = False  # break the path between lanes
+        self._curve.setData(np.tile(t, n_ch), lanes.T.ravel(), connect=connect.ravel())
+
+
+class BandRmsView(pg.PlotWidget):
+    """The electrodes around the band: marker colour and spoke length follow each RMS.
+
+    Electrode 1 is at the top and the order goes clockwise, as seen looking along the
+    forearm towards the hand.
+    """
+
+    def __init__(self, channel_names, parent=None):
+        super().__init__(parent=parent)
+        self.setBackground("w")
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.enableAutoRange(False)
+        self.setAspectLocked(True)
+        self.hideAxis("left")
+        self.hideAxis("bottom")
+        self.setTitle("RMS around the band", color="k", size="11pt")
+        # 32 shades, built once: making brushes per frame is costly in pyqtgraph
+        self._brushes = [pg.mkBrush(c) for c in
+                         pg.colormap.get("viridis").map(np.linspace(0, 1, 32), mode="qcolor")]
+        self._scale = None
+        self._items = []
+        self.set_channels(channel_names)
+
+    def set_channels(self, channel_names) -> None:
+        for item in self._items:
+            self.removeItem(item)
+        n = len(channel_names)
+        angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n  # clockwise from the top
+        self._ux, self._uy = np.cos(angle), np.sin(angle)
+        ring = pg.PlotCurveItem(np.append(self._ux, self._ux[0]), np.append(self._uy, self._uy[0]),
+                                pen=pg.mkPen("#bbbbbb", width=2))
+        self._spokes = pg.PlotCurveItem(pen=pg.mkPen("#444444", width=3), connect="pairs")
+        self._dots = pg.ScatterPlotItem(self._ux, self._uy, size=18, pen=pg.mkPen("k", width=1),
+                                        brush=self._brushes[0])
+        self._items = [ring, self._spokes, self._dots]
+        for item in self._items:
+            self.addItem(item)
+        for i, name in enumerate(channel_names):
+            label = pg.TextItem(str(i + 1), color="k", anchor=(0.5, 0.5))
+            label.setPos(0.72 * self._ux[i], 0.72 * self._uy[i])
+            self.addItem(label)
+            self._items.append(label)
+        self.setXRange(-2.0, 2.0, padding=0)
+        self.setYRange(-2.0, 2.0, padding=0)
+        self._scale = None
+
+    def set_rms(self, rms: np.ndarray) -> None:
+        """``rms`` (channels,) in µV."""
+        peak = float(np.max(rms)) + 1e-9
+        # The colour scale decays slowly towards the current peak: rest looks quiet,
+        # a contraction lights the electrodes over the active muscles.
+        self._scale = peak if self._scale is None else max(peak, 0.98 * self._scale)
+        level = np.clip(rms / self._scale, 0.0, 1.0)
+        shade = np.round(level * (len(self._brushes) - 1)).astype(int)
+        self._dots.setBrush([self._brushes[k] for k in shade])
+        inner, outer = 1.0, 1.0 + 0.9 * level
+        x = np.empty(2 * len(rms))
+        y = np.empty(2 * len(rms))
+        x[0::2], x[1::2] = inner * self._ux, outer * self._ux
+        y[0::2], y[1::2] = inner * self._uy, outer * self._uy
+        self._spokes.setData(x, y)
+
+
+class SpectrumView(pg.PlotWidget):
+    """Welch power spectrum of the latest second, mean over channels, log power axis.
+
+    Dashed lines mark the mains frequency and its first harmonics, so interference (and what
+    the notch leaves of it) is easy to spot.
+    """
+
+    def __init__(self, sample_rate: float, mains: float | None = 50.0, parent=None):
+        super().__init__(parent=parent)
+        self.setBackground("w")
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setLogMode(x=False, y=True)
+        self.setLabel("bottom", "frequency", units="Hz")
+        self.setLabel("left", "power (µV²/Hz)")
+        self.getAxis("left").enableAutoSIPrefix(False)
+        self.setTitle("Spectrum (latest second)", color="k", size="11pt")
+        self._curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
+        self._mains_lines = []
+        self.set_rate(sample_rate, mains)
+
+    def set_rate(self, sample_rate: float, mains: float | None = 50.0) -> None:
+        self.sample_rate = float(sample_rate)
+        for line in self._mains_lines:
+            self.removeItem(line)
+        self._mains_lines = []
+        nyquist = self.sample_rate / 2
+        if mains:
+            for k in range(1, min(int(nyquist // mains), 4) + 1):
+                line = pg.InfiniteLine(k * mains, angle=90,
+                                       pen=pg.mkPen("#d62728", width=1,
+                                                    style=QtCore.Qt.PenStyle.DashLine))
+                self.addItem(line)
+                self._mains_lines.append(line)
+        self.setXRange(0, min(nyquist, 500.0), padding=0.0)
+
+    def set_data(self, samples: np.ndarray) -> None:
+        """``samples`` (time, channels) µV; uses the latest second."""
+        n = min(samples.shape[0], int(self.sample_rate))
+        if n < 64:
+            return
+        nperseg = min(n, int(2 ** np.floor(np.log2(self.sample_rate / 4))))  # ~4 Hz bins
+        freqs, power = welch(samples[-n:], fs=self.sample_rate, nperseg=nperseg, axis=0)
+        mean_power = power.mean(axis=1)
+        shown = freqs <= min(self.sample_rate / 2, 500.0)
+        self._curve.setData(freqs[shown], np.maximum(mean_power[shown], 1e-12))
+

@@ -1,0 +1,359 @@
+"""The live demo window.
+
+Threading: the pipeline's acquisition, inference and adaptation threads never see a widget.
+Gesture events arrive in the inference thread through ``Pipeline.subscribe``; the callback
+only puts them on a :class:`queue.SimpleQueue`. A ``QTimer`` in the GUI thread drains that
+queue and redraws from ``Pipeline.snapshot()`` (a copy), so the GUI neither calls into the
+threads nor makes them wait.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import queue
+import time
+from pathlib import Path
+
+from PyQt6 import QtCore, QtWidgets
+
+from emgstream.modelfile import ModelFile
+from emgstream.pipeline import Pipeline, PipelineConfig
+from emgstream.sources import open_source
+
+from ._panels import (CpuMeter, EventHistory, GestureReadout, HealthPanel,
+                      PersonalizationPanel, SourcePanel)
+from ._views import BandRmsView, SpectrumView, TracesView
+
+__all__ = ["LiveDemoWindow"]
+
+logger = logging.getLogger(__name__)
+
+_FRAME_MS = 25  # 40 frames/s asked so that timer jitter still leaves >= 30 achieved
+# Frames between updates of the slower views: traces and the readout move every frame;
+# the RMS ring, the health numbers and the spectrum (Welch, the costliest) need not.
+_RING_EVERY = 2
+_HEALTH_EVERY = 8
+_SPECTRUM_EVERY = 6
+
+
+class _ScanDone:
+    """Queued by the device scan's worker when it finishes."""
+
+    def __init__(self, future):
+        self.future = future
+
+
+def _list_devices() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``([(lsl name, source_id)], [(serial device, description)])`` on this machine."""
+    import pylsl
+    from serial.tools import list_ports
+    lsl = [(s.name(), s.source_id()) for s in pylsl.resolve_streams(wait_time=1.0)
+           if s.channel_format() != pylsl.cf_string]
+    ports = [(p.device, p.description) for p in list_ports.comports()]
+    return lsl, ports
+
+
+class LiveDemoWindow(QtWidgets.QMainWindow):
+    """Traces, RMS ring, spectrum, gesture readout, health, personalization, source picker.
+
+    Parameters
+    ----------
+    model : ModelFile
+        The model the pipeline runs (and adaptation starts from).
+    source_uri : str
+        The source to start with (see :func:`emgstream.sources.open_source`).
+    config : PipelineConfig, optional
+        Smoothing, threshold, debounce and buffers of every pipeline the window starts.
+    record_dir : path
+        Where the record button writes ``<time>.h5`` files.
+    model_path : path, optional
+        The model's file, for offline calibration (which runs in a subprocess on it).
+    mains : float or None
+        Mains frequency marked on the spectrum.
+    started_at : float, optional
+        ``time.perf_counter()`` when the program started, so that :attr:`first_event_s`
+        (time to the first gesture on screen) includes start-up; default: now.
+
+    Attributes
+    ----------
+    pipeline : Pipeline or None
+        The running pipeline (None when a source failed to open).
+    source : Source or None
+        Its source.
+    """
+
+    def __init__(self, model: ModelFile, source_uri: str, *,
+                 config: PipelineConfig | None = None, record_dir: str | Path = "recordings",
+                 model_path: str | Path | None = None, mains: float | None = 50.0,
+                 started_at: float | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("emgstream live demo")
+        self._model = model
+        self._config = PipelineConfig() if config is None else config
+        self._record_dir = Path(record_dir)
+        self._model_path = None if model_path is None else Path(model_path)
+        self._mains = mains
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._cpu = CpuMeter()
+        self._frame_times: collections.deque[float] = collections.deque()
+        self._frame = 0
+        self.pipeline: Pipeline | None = None
+        self.source = None
+        self.recording_path: Path | None = None
+        self.last_recording: Path | None = None
+        self.events_received = 0
+        self._scan: concurrent.futures.ThreadPoolExecutor | None = None
+        self._t_started = time.perf_counter() if started_at is None else started_at
+        self.first_event_s: float | None = None
+        self._build(source_uri)
+        self._timer = QtCore.QTimer(self)
+        self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self._timer.timeout.connect(self._redraw)
+        self._timer.start(_FRAME_MS)
+        self.set_source(source_uri)
+
+    # -- layout -----------------------------------------------------------------------------
+    def _build(self, source_uri: str) -> None:
+        self.traces = TracesView(["EMG1"])
+        self.band = BandRmsView(["EMG1"])
+        self.spectrum = SpectrumView(1000.0, self._mains)
+        self.readout = GestureReadout([])
+        self.history = EventHistory()
+        self.health = HealthPanel()
+        self.personalization = PersonalizationPanel()
+        self.source_panel = SourcePanel(source_uri)
+
+        signals = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        signals.addWidget(self.traces)
+        lower = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        lower.addWidget(self.band)
+        lower.addWidget(self.spectrum)
+        lower.setSizes([300, 500])
+        signals.addWidget(lower)
+        signals.setSizes([520, 300])
+
+        middle = QtWidgets.QWidget()
+        middle_layout = QtWidgets.QVBoxLayout(middle)
+        middle_layout.setContentsMargins(0, 0, 0, 0)
+        middle_layout.addWidget(self.readout)
+        middle_layout.addWidget(self.history, 1)
+
+        right = QtWidgets.QWidget()
+        right_layout = QtWidgets.QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.source_panel)
+        right_layout.addWidget(self.health)
+        right_layout.addWidget(self.personalization)
+        right_layout.addStretch(1)
+
+        central = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        central.addWidget(signals)
+        central.addWidget(middle)
+        central.addWidget(right)
+        central.setSizes([760, 300, 340])
+        self.setCentralWidget(central)
+        self.statusBar().showMessage("starting…")
+        self.resize(1440, 860)
+
+        p = self.personalization
+        p.start_clicked.connect(self._start_adaptation)
+        p.stop_clicked.connect(self._stop_adaptation)
+        p.reset_clicked.connect(self._reset_adaptation)
+        p.save_clicked.connect(self._save_personalized)
+        p.calibrate_clicked.connect(self._calibrate)
+        s = self.source_panel
+        s.connect_clicked.connect(self.set_source)
+        s.refresh_clicked.connect(self.scan_devices)
+        s.record_toggled.connect(self._toggle_recording)
+
+    # -- pipeline lifecycle -------------------------------------------------------------------
+    def set_source(self, uri: str) -> None:
+        """Stop the current pipeline (if any) and start one on ``uri``."""
+        if self.pipeline is not None:
+            self._t_started = time.perf_counter()
+            self.first_event_s = None
+        self._stop_pipeline()
+        try:
+            source = open_source(uri)
+            pipeline = Pipeline(source, self._model, self._config)
+            pipeline.subscribe(self._events.put)  # runs in the inference thread: queue only
+            pipeline.start()
+        except Exception as err:  # a bad URI or device must not kill the window
+            logger.error("cannot start %s: %s", uri, err)
+            self.statusBar().showMessage(f"cannot open {uri}: {err}")
+            self.source_panel.set_current(f"{uri} (failed: {err})")
+            return
+        self.pipeline, self.source = pipeline, source
+        info = source.info
+        self.traces.set_channels(info.channel_names)
+        self.band.set_channels(info.channel_names)
+        self.spectrum.set_rate(info.sample_rate, self._mains)
+        self.readout.set_classes(self._model.class_names)
+        self.readout.set_gesture(None, None)
+        self.source_panel.set_current(uri)
+        self.personalization.set_running(False)
+        self.statusBar().showMessage(
+            f"{info.name}: {info.n_channels} channels at {info.sample_rate:g} Hz, "
+            f"model {self._model_path.name if self._model_path else 'in memory'}")
+
+    def _stop_pipeline(self) -> None:
+        if self.pipeline is None:
+            return
+        if self.recording_path is not None:
+            self._toggle_recording(False)
+        self.pipeline.stop()
+        self.pipeline = self.source = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._timer.stop()
+        self._stop_pipeline()
+        if self._scan is not None:
+            self._scan.shutdown(wait=True)
+            self._scan = None
+        super().closeEvent(event)
+
+    # -- redraw --------------------------------------------------------------------------------
+    @property
+    def fps(self) -> float:
+        """Frames per second over the last second of redraws."""
+        times = self._frame_times
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def _redraw(self) -> None:
+        now = time.perf_counter()
+        self._frame_times.append(now)
+        while self._frame_times[0] < now - 1.0:
+            self._frame_times.popleft()
+        self._frame += 1
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(event, _ScanDone):
+                self._scan_done(event.future)
+                continue
+            self.events_received += 1
+            if self.first_event_s is None:
+                self.first_event_s = now - self._t_started
+            self.history.add(event.gesture or "uncertain", event.confidence, event.latency)
+        if self.pipeline is None:
+            return
+        snap = self.pipeline.snapshot()
+        frame = self._frame
+        if snap.samples.shape[0] >= 2:
+            self.traces.set_data(snap.samples, snap.timestamps)
+            if frame % _SPECTRUM_EVERY == 0:
+                self.spectrum.set_data(snap.samples)
+        if frame % _RING_EVERY == 0:
+            self.band.set_rms(snap.rms)
+        self.readout.set_gesture(snap.gesture, snap.confidence if snap.gesture else None)
+        self.readout.set_probabilities(snap.probabilities)
+        if frame % _HEALTH_EVERY == 0:
+            stats = snap.stats
+            self.health.set_values(
+                rate=stats.effective_rate, nominal_rate=snap.sample_rate,
+                dropped=stats.dropped_samples, backlog=stats.source_backlog,
+                latency_p50=stats.latency_p50, latency_p99=stats.latency_p99,
+                cpu_percent=self._cpu.update(), fps=self.fps)
+            self._show_adaptation(stats.adaptation)
+            if self.pipeline.error is not None and not self.pipeline.is_running:
+                self.statusBar().showMessage(f"stream stopped: {self.pipeline.error}")
+
+    def _show_adaptation(self, adaptation) -> None:
+        running = self.pipeline.adaptation_running
+        if adaptation is None:
+            self.personalization.set_progress(
+                state="starting…" if running else "off (source model)", windows=0,
+                accepted=0, updates=0, agreement=None)
+            return
+        self.personalization.set_progress(
+            state="adapting" if running else "stopped (adapted model in use)",
+            windows=adaptation.windows_seen, accepted=adaptation.pseudo_labels_accepted,
+            updates=adaptation.teacher_updates, agreement=adaptation.agreement)
+
+    # -- personalization -------------------------------------------------------------------
+    def _start_adaptation(self) -> None:
+        try:
+            self.pipeline.start_adaptation()
+        except Exception as err:
+            self._complain("Cannot start adaptation", err)
+            return
+        self.personalization.set_running(True)
+
+    def _stop_adaptation(self) -> None:
+        self.pipeline.stop_adaptation()
+        self.personalization.set_running(False)
+
+    def _reset_adaptation(self) -> None:
+        self.pipeline.reset_adaptation()
+        self.personalization.message.setText("back to the source model")
+
+    def _save_personalized(self, user: str) -> None:
+        if not user:
+            self.personalization.message.setText("enter a user name first")
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save personalized model", f"{user}.emgm", "Model files (*.emgm)")
+        if path:
+            self.save_personalized(path, user)
+
+    def save_personalized(self, path: str | Path, user: str) -> Path:
+        try:
+            saved = self.pipeline.save_personalized(path, user)
+        except Exception as err:
+            self._complain("Cannot save the personalized model", err)
+            raise
+        self.personalization.message.setText(f"saved {saved or path}")
+        return Path(saved or path)
+
+    def _calibrate(self, minutes: float) -> None:
+        self.personalization.message.setText("offline calibration is not available yet")
+
+    # -- source picker and recording ---------------------------------------------------------
+    def scan_devices(self) -> None:
+        """List LSL streams and serial ports in the picker; the LSL resolve (about a
+        second) runs in a short-lived worker thread so the window stays responsive."""
+        if self._scan is not None:
+            return
+        self.source_panel.refresh_button.setEnabled(False)
+        self._scan = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scan")
+        future = self._scan.submit(_list_devices)
+        future.add_done_callback(lambda f: self._events.put(_ScanDone(f)))
+
+    def _scan_done(self, future) -> None:
+        self._scan.shutdown(wait=True)
+        self._scan = None
+        self.source_panel.refresh_button.setEnabled(True)
+        try:
+            lsl, serial = future.result()
+        except Exception as err:
+            self._complain("Scan failed", err)
+            return
+        self.source_panel.set_choices(lsl, serial)
+        self.statusBar().showMessage(f"found {len(lsl)} LSL stream(s), {len(serial)} serial port(s)")
+
+    def _toggle_recording(self, on: bool) -> None:
+        if on:
+            self._record_dir.mkdir(parents=True, exist_ok=True)
+            path = self._record_dir / time.strftime("%Y%m%d-%H%M%S.h5")
+            try:
+                self.pipeline.start_recording(path)
+            except Exception as err:
+                self.source_panel.set_recording(None)
+                self._complain("Cannot record", err)
+                return
+            self.recording_path = path
+        else:
+            self.pipeline.stop_recording()
+            self.last_recording, self.recording_path = self.recording_path, None
+        self.source_panel.set_recording(None if self.recording_path is None
+                                        else str(self.recording_path))
+
+    def _complain(self, title: str, err: Exception) -> None:
+        logger.error("%s: %s", title, err)
+        self.statusBar().showMessage(f"{title}: {err}")
