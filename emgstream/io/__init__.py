@@ -28,6 +28,9 @@ _LAZY = {
     "THREEDC_CLASSES": "threedc",
     "WindowDataset": "datasets",
     "WindowSpec": "datasets",
+    "ChannelRotation": "datasets",
+    "Compose": "datasets",
+    "rotate_channels": "datasets",
 }
 
 __all__ = ["LabelledStream", *_LAZY]

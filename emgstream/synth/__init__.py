@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from ._dataset import generate_session, user_name, write_dataset
 from ._hand import CLASS_NAMES, GESTURES, JOINT_NAMES, UNSEEN_GESTURES
 from ._stream import SynthStream
 from ._users import SessionProfile, SynthConfig, UserProfile, make_session, make_user, make_users
 
 __all__ = ["CLASS_NAMES", "GESTURES", "JOINT_NAMES", "UNSEEN_GESTURES", "SessionProfile",
            "SynthConfig", "SynthStream", "UserProfile", "make_session", "make_user",
-           "make_users"]
+           "make_users", "generate_session", "user_name", "write_dataset"]

@@ -296,7 +296,7 @@ class SynthStream:
         self._firs = np.stack(firs, axis=1).astype(np.float32)  # (taps, muscles)
         self._carrier_tail = self._carrier_rng.standard_normal((_FIR_TAPS - 1, N_MUSCLES),
                                                              dtype=np.float32)
-        self._mains_hz = u.mains_hz * np.arange(1, 4)
+        self._mains_hz = cfg.mains_hz * np.arange(1, 4)
         self._mains_phase = self._noise_rng.uniform(0, 2 * np.pi, 3)
         self._mains_mix = sess.mains_harmonics[:, None] * sess.mains_uv[None, :]  # (3, C)
         self._mains_hz = np.where(self._mains_hz < nyquist, self._mains_hz, 0.0)

@@ -39,7 +39,8 @@ class SynthConfig:
         (mean durations; each repetition draws within +-30 %), direct_transition (probability
         of going from one gesture to the next without resting).
     Artifacts
-        mains_uv (uniform range), baseline_uv, spike_rate_hz (random motion spikes),
+        mains_hz (the lab's mains frequency; harmonics follow), mains_uv (uniform range
+        per session), baseline_uv, spike_rate_hz (random motion spikes),
         spike_at_onset (probability per movement onset), dead_channel_p,
         saturated_channel_p (per session), rail_uv.
     """
@@ -72,6 +73,7 @@ class SynthConfig:
     move_s: float = 0.4
     direct_transition: float = 0.15
 
+    mains_hz: float = 50.0
     mains_uv: tuple[float, float] = (2.0, 30.0)
     baseline_uv: float = 60.0
     spike_rate_hz: float = 0.03
@@ -104,7 +106,7 @@ class UserProfile:
     rotation : float
         Habitual band placement, in electrode spacings.
     channel_gain : ndarray (channels,)
-    fat_cm, spectral_scale, cocontraction, noise_uv, amplitude_uv, mains_hz : float
+    fat_cm, spectral_scale, cocontraction, noise_uv, amplitude_uv : float
     muscle_angles, muscle_depths, muscle_gain : ndarray (muscles,)
     pose_offsets : ndarray (classes, 23)
         The user's own way of holding each gesture.
@@ -122,7 +124,6 @@ class UserProfile:
     cocontraction: float
     noise_uv: float
     amplitude_uv: float
-    mains_hz: float
     muscle_angles: np.ndarray = field(repr=False)
     muscle_depths: np.ndarray = field(repr=False)
     muscle_gain: np.ndarray = field(repr=False)
@@ -179,7 +180,6 @@ def make_user(index: int, seed: int = 0, config: SynthConfig | None = None) -> U
         cocontraction=float(rng.uniform(*config.cocontraction)),
         noise_uv=float(rng.uniform(*config.noise_uv)),
         amplitude_uv=float(config.emg_scale_uv * _lognormal(rng, config.amplitude_spread)),
-        mains_hz=float(rng.choice([50.0, 60.0])),
         muscle_angles=MUSCLE_ANGLES + rng.normal(0.0, config.anatomy_jitter, N_MUSCLES),
         muscle_depths=MUSCLE_DEPTHS * _lognormal(rng, 0.15, N_MUSCLES),
         muscle_gain=_lognormal(rng, config.muscle_gain_spread, N_MUSCLES),
