@@ -36,7 +36,7 @@ from pylsl import local_clock
 from .._checks import check_chunk
 from ..dsp import RingBuffer, make_filter
 from ..modelfile import ModelFile, ModelFileError
-from ..sources import Source
+from ..sources import Source, StreamInfo
 from ._config import PipelineConfig
 from ._decision import GestureEvent, _Decider
 from ._onnx import _Runner, _softmax
@@ -258,14 +258,17 @@ class Pipeline:
         with self._state_lock:
             if self._state != "created":
                 raise RuntimeError(f"this pipeline is {self._state}; a pipeline starts once")
+            self._prepare()  # before the source opens: a live stream would queue meanwhile
             opened_here = not self._source.is_open
             self._source.open()
             try:
-                self._prepare()
+                info = self._source.info
+                self._model.check_stream(info.n_channels, info.sample_rate)
             except BaseException:
                 if opened_here:
                     self._source.close()
                 raise
+            self._info = info
             self._state = "running"
             self._threads = [
                 threading.Thread(target=self._acquire, name="emgstream-acquisition",
@@ -280,18 +283,24 @@ class Pipeline:
         return self
 
     def _prepare(self) -> None:
-        info = self._source.info
-        self._model.check_stream(info.n_channels, info.sample_rate)
+        """Build filter, ring and session from the model, and warm the numba kernels."""
         p = self._model.preprocessing
-        self._info = info
-        self._filter = make_filter(p)
         capacity = max(int(self._config.ring_seconds * p.sample_rate),
                        int(self._config.display_seconds * p.sample_rate),
                        p.window + p.hop * (self._config.max_catchup_hops + 1))
-        self._ring = RingBuffer(capacity, p.n_channels)
-        self._arrival = np.zeros(capacity, dtype=np.float64)  # host arrival time per slot
         self._runner = _Runner(self._model.onnx, self._model)
         self._decider = _Decider(self._config, self._model.n_classes)
+        # the first call of each kernel compiles or loads it (up to a second): do it here
+        self._filter = make_filter(p)
+        warm = np.zeros((p.hop, p.n_channels), dtype=np.float32)
+        self._filter.process(warm)
+        self._filter.reset()
+        self._ring = RingBuffer(capacity, p.n_channels)
+        self._ring.write(warm, np.zeros(p.hop))
+        self._ring.read_since(0)
+        self._ring.latest(1)
+        self._ring = RingBuffer(capacity, p.n_channels)
+        self._arrival = np.zeros(capacity, dtype=np.float64)  # host arrival time per slot
 
     def stop(self) -> None:
         """Stop adaptation and recording, join every thread, close the source. Idempotent."""
@@ -334,6 +343,11 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the threads end (source error, stop) or ``timeout``; True if ended."""
         return self._stop_event.wait(timeout)
+
+    @property
+    def info(self) -> StreamInfo:
+        """The stream's description (available once started)."""
+        return self._source.info
 
     @property
     def model(self) -> ModelFile:
@@ -621,6 +635,9 @@ class Pipeline:
             raise RuntimeError(f"already recording to {self._recorder.path}")
         from ..io import RecordingWriter  # h5py: only when recording
 
+        p = self._model.preprocessing
+        meta.setdefault("filters", {"bandpass": p.bandpass, "bandpass_order": p.bandpass_order,
+                                    "notch": p.notch, "notch_harmonics": p.notch_harmonics})
         writer = RecordingWriter(path, self._info, **meta)
         self._recorder = self._last_recording = _Recorder(writer)
         logger.info("recording to %s", path)
