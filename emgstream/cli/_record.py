@@ -1,0 +1,112 @@
+"""``emgstream record`` and ``emgstream devices``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+
+@click.command()
+@click.argument("source")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="HDF5 file to write (emg2pose layout).")
+@click.option("--duration", type=float, default=None, metavar="S",
+              help="Stop after S seconds of data (default: until Ctrl-C).")
+@click.option("--user", default="", help="User id stored in the file.")
+@click.option("--session", default="", help="Session id stored in the file.")
+@click.option("--stage", default="", help="Stage (gesture group) stored in the file.")
+@click.option("--side", default="", type=click.Choice(["", "left", "right"]),
+              help="Hand the band is worn on.")
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--quiet", is_flag=True, help="No live status line.")
+def record(source: str, output: str, duration: float | None, user: str, session: str,
+           stage: str, side: str, overwrite: bool, quiet: bool) -> None:
+    """Record SOURCE (a URI such as lsl://name=EMG, serial:///dev/ttyUSB0,
+    replay://rec.h5, sim://?channels=16) to FILE.
+
+    Raw, unfiltered samples are written with their LSL timestamps and a record of dropped
+    samples. The file is flushed every half second and readable while recording; Ctrl-C or
+    SIGTERM finishes it cleanly. A status line on stderr shows the effective rate, drops,
+    elapsed time and the RMS level of each channel.
+    """
+    from ..io.recording import RecordingWriter, record_source
+    from ..sources import SourceError, open_source
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    status_line = None if quiet else _StatusLine()
+    try:
+        with open_source(source) as src:
+            info = src.info
+            click.echo(f"recording {info.name!r}: {info.n_channels} ch @ "
+                       f"{info.sample_rate:g} Hz -> {output}", err=True)
+            with RecordingWriter(output, info, user=user, session=session, stage=stage,
+                                 side=side, overwrite=overwrite) as writer:
+                final = record_source(src, writer, duration=duration, stop=stop,
+                                      on_status=status_line)
+    except (SourceError, ValueError, FileExistsError) as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if status_line is not None:
+            status_line.end()
+    click.echo(f"wrote {final.samples} samples ({final.samples / info.sample_rate:.2f} s, "
+               f"{final.dropped} dropped) to {output}", err=True)
+
+
+class _StatusLine:
+    """Rewrites one stderr line: elapsed, rate, drops, backlog, per-channel RMS (µV)."""
+
+    def __init__(self) -> None:
+        self._shown = False
+
+    def __call__(self, status) -> None:
+        import numpy as np
+
+        rms = status.rms
+        if len(rms) <= 16:
+            levels = " ".join(f"{v:.0f}" for v in rms)
+        else:
+            levels = f"min {rms.min():.0f} median {np.median(rms):.0f} max {rms.max():.0f}"
+        line = (f"{status.elapsed:7.1f} s  {status.rate:8.1f} Hz  {status.samples} samples  "
+                f"dropped {status.dropped}  backlog {status.backlog}  RMS µV: {levels}")
+        sys.stderr.write("\r\x1b[2K" + line if sys.stderr.isatty() else line + "\n")
+        sys.stderr.flush()
+        self._shown = True
+
+    def end(self) -> None:
+        if self._shown and sys.stderr.isatty():
+            sys.stderr.write("\n")
+
+
+@click.command()
+@click.option("--wait", type=float, default=1.0, show_default=True, metavar="S",
+              help="Seconds to look for LSL streams.")
+def devices(wait: float) -> None:
+    """List the LSL streams visible on this network and the serial ports of this machine."""
+    import pylsl
+    from serial.tools import list_ports
+
+    streams = pylsl.resolve_streams(wait_time=wait)
+    click.echo(f"LSL streams ({len(streams)}):")
+    rows = [("name", "type", "channels", "rate", "source id", "host")]
+    rows += [(s.name(), s.type(), str(s.channel_count()), f"{s.nominal_srate():g}",
+              s.source_id(), s.hostname()) for s in streams]
+    if streams:
+        _table(rows)
+    ports = sorted(list_ports.comports(), key=lambda p: p.device)
+    click.echo(f"serial ports ({len(ports)}):")
+    if ports:
+        _table([("device", "description", "hardware id")] +
+               [(p.device, p.description or "", p.hwid or "") for p in ports])
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
