@@ -592,6 +592,11 @@ class Pipeline:
     def adaptation_running(self) -> bool:
         return self._adapt_thread is not None and self._adapt_thread.is_alive()
 
+    @property
+    def adaptation_error(self) -> BaseException | None:
+        """The exception that stopped the adaptation thread, if one did (inference goes on)."""
+        return self._adapt_error
+
     def _adapt(self) -> None:
         if self._config.adapt_nice:
             try:  # Linux: niceness is per thread, so only the torch work yields

@@ -1,0 +1,224 @@
+"""Live-path benchmarks: end-to-end latency, onset-to-detection, batch inference throughput.
+
+1. End-to-end latency (host arrival of a window's last sample -> its decision), p50 / p99 /
+   max over every hop after a warm-up, on ``sim://`` in real time at 16 channels, 2 kHz,
+   with the model's hop (20 ms for the shipped and test models); without and with online
+   adaptation running in the same process.
+2. Onset-to-detection on the simulated band's ground truth: for each gesture onset, the
+   time from the onset (LSL time of its first sample) to the emission of the first event
+   naming that gesture before the next change; median, p90 and the fraction detected. Needs
+   a model trained on the simulator's gestures (the shipped model); skipped otherwise.
+3. Offline batch inference throughput (batch 64) in windows per second, ONNX Runtime
+   against torch eager on the same weights, same thread count, as a ratio.
+
+All timings are medians of the runs in this process; the machine is shared, so compare the
+rows of one run with each other. Example::
+
+    python benchmarks/bench_latency.py --seconds 30 --onset-seconds 90
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def _load_model(path: str | None):
+    from emgstream.modelfile import load_model_file
+    from emgstream.pipeline import default_model_path
+
+    path = path or default_model_path()
+    if path is not None:
+        return load_model_file(path), str(path)
+    from emgstream.train import make_test_model
+
+    return make_test_model(), "make_test_model() (random weights: no shipped model found)"
+
+
+def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int) -> dict:
+    from emgstream.pipeline import Pipeline, PipelineConfig
+    from emgstream.sources import open_source
+
+    p = model.preprocessing
+    uri = f"sim://?channels={p.n_channels}&rate={p.sample_rate:g}"
+    latencies: list[float] = []
+    started = []
+
+    def on_event(event):
+        if event.emitted - started[0] >= warmup:
+            latencies.append(event.latency)
+
+    config = PipelineConfig(emit="hop", adapt=adapt, adapt_nice=nice)
+    pipeline = Pipeline(open_source(uri), model, config)
+    pipeline.subscribe(on_event)
+    cpu0 = time.process_time()
+    from pylsl import local_clock
+
+    started.append(local_clock())
+    with pipeline:
+        pipeline.wait(seconds + warmup)
+        stats = pipeline.stats
+    cpu = (time.process_time() - cpu0) / (seconds + warmup)
+    lat = np.array(latencies) * 1e3
+    return {"hops": len(lat), "p50": np.percentile(lat, 50), "p99": np.percentile(lat, 99),
+            "max": lat.max(), "skipped": stats.skipped_hops, "cpu": cpu,
+            "swaps": stats.model_version, "adapt_error": pipeline.adaptation_error,
+            "adaptation": stats.adaptation}
+
+
+def bench_latency(model, seconds: float, warmup: float) -> None:
+    p = model.preprocessing
+    print(f"\n## End-to-end latency: sim:// real time, {p.n_channels} ch @ {p.sample_rate:g} Hz,"
+          f" window {p.window} ({p.window / p.sample_rate * 1e3:.0f} ms), hop {p.hop} "
+          f"({p.hop / p.sample_rate * 1e3:.0f} ms), {seconds:g} s after {warmup:g} s warm-up, "
+          f"{os.cpu_count()} cores\n")
+    rows = [("no adaptation", _latency_run(model, seconds, warmup, False, 0))]
+    try:
+        from emgstream.adapt import OnlineAdapter  # noqa: F401
+        have_adapter = True
+    except ImportError:
+        have_adapter = False
+    if have_adapter:
+        rows.append(("online adaptation, nice 10", _latency_run(model, seconds, warmup, True,
+                                                                10)))
+        rows.append(("online adaptation, nice 0", _latency_run(model, seconds, warmup, True,
+                                                               0)))
+    print("| run | hops | p50 ms | p99 ms | max ms | skipped hops | model swaps | CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = rows[0][1]
+    for name, r in rows:
+        print(f"| {name} | {r['hops']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | "
+              f"{r['skipped']} | {r['swaps']} | {r['cpu']:.2f} |")
+    for name, r in rows[1:]:
+        print(f"\n{name}: p99 {r['p99'] / base['p99']:.2f}x the run without adaptation"
+              + (f"; adaptation failed: {r['adapt_error']}" if r["adapt_error"] else "")
+              + (f"; adapter stats: {r['adaptation']}" if r["adaptation"] is not None else ""))
+    if not have_adapter:
+        print("\nonline adaptation: not measured (emgstream.adapt.OnlineAdapter not available)")
+
+
+def bench_onset(model, seconds: float) -> None:
+    from emgstream.pipeline import Pipeline, PipelineConfig
+    from emgstream.sources import open_source
+
+    p = model.preprocessing
+    source = open_source(f"sim://?channels={p.n_channels}&rate={p.sample_rate:g}")
+    sim_classes = source.class_names
+    shared = set(sim_classes) & set(model.class_names)
+    print(f"\n## Onset to detection: sim:// real time, {seconds:g} s\n")
+    if len(shared) < 2 or model.provenance.get("trained") is False:
+        print(f"skipped: the model ({model.provenance.get('recipe', '?')}) is not trained on "
+              f"the simulator's gestures {sim_classes}")
+        return
+    events = []
+    rows = []
+    for smoothing, hops, debounce in (("ema", 5, 3), ("ema", 3, 2), ("majority", 5, 3)):
+        source = open_source(f"sim://?channels={p.n_channels}&rate={p.sample_rate:g}")
+        events = []
+        config = PipelineConfig(smoothing=smoothing, smoothing_hops=hops, debounce=debounce)
+        with Pipeline(source, model, config) as pipeline:
+            pipeline.subscribe(events.append)
+            pipeline.wait(seconds)
+            transitions = list(source.transitions)
+        delays, n_onsets = [], 0
+        for k, (onset, cls) in enumerate(transitions):
+            name = sim_classes[cls]
+            if name == "rest" or name not in shared:
+                continue
+            end = transitions[k + 1][0] if k + 1 < len(transitions) else np.inf
+            if end == np.inf:
+                continue  # the stream stopped during this gesture
+            n_onsets += 1
+            hit = next((e for e in events if e.gesture == name and onset <= e.emitted < end),
+                       None)
+            if hit is not None:
+                delays.append(hit.emitted - onset)
+        d = np.array(delays) * 1e3
+        rows.append((f"{smoothing} {hops} hops, debounce {debounce}", n_onsets, len(d),
+                     np.median(d) if len(d) else np.nan,
+                     np.percentile(d, 90) if len(d) else np.nan, len(events)))
+    print("| decision | onsets | detected | median ms | p90 ms | events |")
+    print("|---|---|---|---|---|---|")
+    for name, n, hit, med, p90, n_events in rows:
+        print(f"| {name} | {n} | {hit} ({hit / max(n, 1):.0%}) | {med:.0f} | {p90:.0f} | "
+              f"{n_events} |")
+
+
+def bench_throughput(model, batch: int, repeats: int) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from emgstream.nn import load_model
+
+    p = model.preprocessing
+    x = np.random.default_rng(0).standard_normal(
+        (batch, p.n_channels, p.window)).astype(np.float32) * 50
+    net = load_model(model).eval()
+    print(f"\n## Batch inference throughput: batch {batch}, ({p.n_channels}, {p.window}) "
+          f"windows, median of {repeats}\n")
+    print("| threads | ONNX Runtime windows/s | torch eager windows/s | ratio ORT/torch |")
+    print("|---|---|---|---|")
+    for threads in sorted({1, os.cpu_count() or 1}):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.onnx, sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+        torch.set_num_threads(threads)
+        xt = torch.from_numpy(x)
+
+        def run_ort():
+            return sess.run([model.output_names[0]], {model.input_name: x})[0]
+
+        def run_torch():
+            with torch.inference_mode():
+                return net(xt)[0].numpy()
+
+        np.testing.assert_allclose(run_ort(), run_torch(), rtol=1e-3, atol=1e-3)
+        t_ort, t_torch = _median_time(run_ort, repeats), _median_time(run_torch, repeats)
+        print(f"| {threads} | {batch / t_ort:,.0f} | {batch / t_torch:,.0f} | "
+              f"{t_torch / t_ort:.2f}x |")
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None,
+                        help="model file (default: the shipped model, else a test model)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="measured seconds per latency run (default 30)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds not measured")
+    parser.add_argument("--onset-seconds", type=float, default=90.0,
+                        help="seconds of stream per onset-to-detection run (default 90)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--only", choices=["latency", "onset", "throughput"], default=None)
+    args = parser.parse_args(argv)
+    model, described = _load_model(args.model)
+    print(f"# bench_latency\n\nmodel: {described}\n{model!r}\npython {sys.version.split()[0]}")
+    if args.only in (None, "latency"):
+        bench_latency(model, args.seconds, args.warmup)
+    if args.only in (None, "onset"):
+        bench_onset(model, args.onset_seconds)
+    if args.only in (None, "throughput"):
+        bench_throughput(model, args.batch, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
