@@ -16,10 +16,12 @@ import click
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Stop after this many seconds (default: run until "
                                       "the window is closed or Ctrl-C).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Confidence below which no gesture is shown (default: the pipeline's).")
 @click.option("--record-dir", type=click.Path(file_okay=False), default="recordings",
               show_default=True, help="Where the window's record button writes HDF5 files.")
 def demo(source_uri: str, model_path: str | None, headless: bool, duration: float | None,
-         record_dir: str) -> None:
+         threshold: float | None, record_dir: str) -> None:
     """Open the live demo window: traces, spectrum, RMS around the band, the recognised
     gesture, stream health and online personalization.
 
@@ -34,12 +36,18 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
     import time
 
     t0 = time.perf_counter()
-    from emgstream.pipeline import default_model_path
+    from emgstream.pipeline import PipelineConfig, default_model_path
 
+    config = PipelineConfig() if threshold is None else PipelineConfig(threshold=threshold)
     if model_path is None:
-        model_path = str(default_model_path())
+        shipped = default_model_path()
+        if shipped is None:
+            raise click.ClickException(
+                "the shipped model (models/default.emgm) is not installed; "
+                "pass one with --model FILE")
+        model_path = str(shipped)
     if headless:
-        _run_headless(source_uri, model_path, duration, t0)
+        _run_headless(source_uri, model_path, config, duration, t0)
         return
     try:
         from apps.live_demo import run_demo_window
@@ -47,26 +55,34 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
         raise click.ClickException(
             f"the window needs PyQt6 and pyqtgraph ({err}); install them with "
             "'pip install emgstream[gui]' or use --headless") from err
-    code = run_demo_window(source_uri, model_path, duration=duration, record_dir=record_dir,
-                           started_at=t0)
+    from emgstream.modelfile import ModelFileError
+
+    try:
+        code = run_demo_window(source_uri, model_path, config=config, duration=duration,
+                               record_dir=record_dir, started_at=t0)
+    except ModelFileError as err:
+        raise click.ClickException(str(err)) from err
     if code:
         raise SystemExit(code)
 
 
-def _run_headless(source_uri: str, model_path: str, duration: float | None,
+def _run_headless(source_uri: str, model_path: str, config, duration: float | None,
                   t0: float) -> None:
     import threading
     import time
 
     from emgstream.modelfile import load_model_file
-    from emgstream.pipeline import JsonLinesWriter, Pipeline, PipelineConfig
-    from emgstream.sources import open_source
+    from emgstream.pipeline import JsonLinesWriter, Pipeline
+    from emgstream.sources import SourceError, open_source
 
-    pipeline = Pipeline(open_source(source_uri), load_model_file(model_path), PipelineConfig())
     first = threading.Event()
-    pipeline.subscribe(JsonLinesWriter())
-    pipeline.subscribe(lambda event: first.set())
-    pipeline.start()
+    try:
+        pipeline = Pipeline(open_source(source_uri), load_model_file(model_path), config)
+        pipeline.subscribe(JsonLinesWriter())
+        pipeline.subscribe(lambda event: first.set())
+        pipeline.start()
+    except (ValueError, SourceError, OSError) as err:  # bad URI, device, model or mismatch
+        raise click.ClickException(str(err)) from err
     try:
         deadline = None if duration is None else time.monotonic() + duration
         if first.wait(timeout=duration):
@@ -77,4 +93,6 @@ def _run_headless(source_uri: str, model_path: str, duration: float | None,
         pass
     finally:
         pipeline.stop()
-    click.echo(repr(pipeline.snapshot().stats), err=True)
+    click.echo(pipeline.stats.summary(), err=True)
+    if pipeline.error is not None:
+        raise click.ClickException(f"the stream stopped: {pipeline.error}")
