@@ -141,6 +141,7 @@ class VirtualDevice:
         self._stall_until = 0.0
         self._streaming = False
         self._sim = None
+        self._sim_rate = 0
         self._sequence = 0  # DATA frames made since start(), wraps at 2^32
         self._frame_index = 0  # DATA frames made since START
         self._t0 = 0.0
@@ -174,6 +175,8 @@ class VirtualDevice:
         """Open the pseudo-terminal, start the device thread, return the slave path."""
         if self._thread is not None:
             raise RuntimeError(f"{self!r} is already started")
+        if self._signal is None:
+            self._open_sim()  # before the port exists: opening it takes a while
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no newline translation: a byte pipe
         os.set_blocking(self._master, False)
@@ -337,15 +340,21 @@ class VirtualDevice:
             return codec.encode_ack(kind, Ack.OK)
         return codec.encode_ack(kind, Ack.UNSUPPORTED)
 
-    def _start_stream(self) -> None:
-        if self._signal is None:
-            from emgstream.sources import open_source
+    def _open_sim(self) -> None:
+        """(Re)open the simulator at the current rate; it keeps running across STOP/START,
+        as the arm under a real band does."""
+        from emgstream.sources import open_source
 
-            if self._sim is not None:
-                self._sim.close()
-            self._sim = open_source(
-                f"sim://?channels={self.n_channels}&rate={self.sample_rate}&user={self.user}"
-                f"&seed={self.seed}&chunk={self.samples_per_frame}&realtime=0").open()
+        if self._sim is not None:
+            self._sim.close()
+        self._sim = open_source(
+            f"sim://?channels={self.n_channels}&rate={self.sample_rate}&user={self.user}"
+            f"&seed={self.seed}&chunk={self.samples_per_frame}&realtime=0").open()
+        self._sim_rate = self.sample_rate
+
+    def _start_stream(self) -> None:
+        if self._signal is None and self._sim_rate != self.sample_rate:
+            self._open_sim()  # the rate changed (SET_RATE)
         self._frame_index = 0
         self._t0 = time.perf_counter()
         self._streaming = True
