@@ -1,0 +1,394 @@
+"""Cross-user evaluation of source-free adaptation (``emgstream eval``).
+
+Protocol, for every test user:
+
+1. the source model is trained on the train users' labelled data (both blocks): EMG MAE
+   pre-training of the encoder, then supervised training of the whole model (encoder,
+   projection, classifier) -- the 3DC recipe, where there is no pose to align to;
+2. the test user's *first* block (3DC ``train``) is given to each method **unlabelled**;
+3. the test user's *second* block (3DC ``test``) is used only for scoring.
+
+Rows: ``upper-bound`` (the source model fine-tuned *with* the first block's labels: what a
+labelled calibration would reach), ``source-only``, ``ssa``, ``ssp``, ``emg-up``, ``adabn``,
+``shot-im``, ``pseudo-label`` (see :mod:`emgstream.adapt.methods`).
+
+Windows are cut from each recording separately (never across two), after the model's causal
+filter chain (:func:`emgstream.dsp.filter_offline`, the live chain); a window's label is the
+label of its last sample, as live events are stamped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modelfile import Preprocessing
+from .methods import METHODS, AdaptConfig, adapt, total_steps
+
+__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "train_source",
+           "evaluate", "macro_f1", "write_results", "ROWS"]
+
+logger = logging.getLogger(__name__)
+
+ROWS = ("upper-bound", "source-only", "ssa", "ssp", "emg-up", "adabn", "shot-im",
+        "pseudo-label")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Model shape and schedules of an evaluation.
+
+    The defaults are the 3DC recipe for 2 CPU cores: 250 ms windows of 10-sample (10 ms)
+    patches (25 patches, so T = 17, K = 8 fit), d = 64, 2 layers.
+    """
+
+    patch: int = 10
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    embed_dim: int = 64
+    train_stride: int = 100  #: samples between source-training windows
+    adapt_stride: int = 50  #: samples between adaptation windows (the live hop)
+    score_stride: int = 100  #: samples between scored windows
+    mae_epochs: int = 2
+    supervised_epochs: int = 6
+    train_lr: float = 1e-3
+    train_batch: int = 128
+    upper_epochs: int = 5  #: supervised fine-tuning epochs of the upper bound
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    rows: tuple[str, ...] = ROWS
+    seed: int = 0
+
+
+@dataclass
+class Windows:
+    """Windows (n, channels, window) float32, labels (n,) int64, segment (n,) recording id."""
+
+    x: np.ndarray
+    y: np.ndarray
+    segment: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @staticmethod
+    def concat(parts: list["Windows"]) -> "Windows":
+        offset, segs = 0, []
+        for p in parts:
+            segs.append(p.segment + offset)
+            offset += int(p.segment.max()) + 1 if len(p) else 0
+        return Windows(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                       np.concatenate(segs))
+
+
+@dataclass
+class UserData:
+    """One user's labelled recordings: ``first`` block (adaptation), ``second`` (scoring)."""
+
+    name: str
+    first: list
+    second: list
+
+
+def cut_windows(streams, preprocessing: Preprocessing, stride: int) -> Windows:
+    """Filter each :class:`~emgstream.io.LabelledStream` like live, then cut windows.
+
+    A window ends every ``stride`` samples (its first end ``window`` samples in); windows
+    whose last sample is unlabelled (-1) are dropped. Returns a :class:`Windows`.
+    """
+    from ..dsp import filter_offline
+
+    w = preprocessing.window
+    xs, ys, segs = [], [], []
+    for s_id, stream in enumerate(streams):
+        if stream.n_channels != preprocessing.n_channels:
+            raise ValueError(f"{stream!r} has {stream.n_channels} channels, the model expects "
+                             f"{preprocessing.n_channels}")
+        filtered = filter_offline(stream.emg, stream.sample_rate, preprocessing)
+        ends = np.arange(w, len(filtered) + 1, stride)
+        labels = stream.labels[ends - 1]
+        ends = ends[labels >= 0]
+        if len(ends) == 0:
+            continue
+        view = np.lib.stride_tricks.sliding_window_view(filtered, w, axis=0)  # (n, C, w)
+        xs.append(np.ascontiguousarray(view[ends - w], dtype=np.float32))
+        ys.append(stream.labels[ends - 1].astype(np.int64))
+        segs.append(np.full(len(ends), s_id))
+    if not xs:
+        c = preprocessing.n_channels
+        return Windows(np.zeros((0, c, w), np.float32), np.zeros(0, np.int64), np.zeros(0, int))
+    return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(segs))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 over the classes present in ``y_true``."""
+    scores = []
+    for c in np.unique(y_true):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        scores.append(2 * tp / max(2 * tp + fp + fn, 1))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+@torch.no_grad()
+def predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    model.eval()
+    t = torch.from_numpy(x)
+    return torch.cat([model(t[i:i + batch_size])[0].argmax(dim=1)
+                      for i in range(0, len(t), batch_size)]).numpy()
+
+
+def _build(preprocessing: Preprocessing, class_names, config: EvalConfig):
+    from ..nn import EncoderConfig, GestureModel
+
+    enc = EncoderConfig(preprocessing.n_channels, preprocessing.window, config.patch,
+                        d_model=config.d_model, n_layers=config.n_layers,
+                        n_heads=config.n_heads, mlp_ratio=2.0)
+    return GestureModel(enc, class_names, embed_dim=config.embed_dim, hop=preprocessing.hop,
+                        normalisation=preprocessing.normalisation,
+                        sample_rate=preprocessing.sample_rate)
+
+
+def _epochs(n: int, batch: int, epochs: int, generator):
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch):
+            yield order[i:i + batch]
+
+
+def _supervised(model, data: Windows, epochs: int, lr: float, batch: int, generator,
+                progress=None) -> None:
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    n_steps = epochs * math.ceil(len(x) / batch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=max(n_steps, 1))
+    model.train()
+    for idx in _epochs(len(x), batch, epochs, generator):
+        loss = F.cross_entropy(model(x[idx])[0], y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if progress is not None:
+            progress(1)
+    model.eval()
+
+
+def train_source(data: Windows, preprocessing: Preprocessing, class_names,
+                 config: EvalConfig = EvalConfig(), progress=None):
+    """EMG MAE pre-training, then supervised training: the source model (GestureModel).
+
+    With ``"fixed"`` normalisation the per-channel mean/std come from ``data``.
+    """
+    from ..nn._mae import MAE
+
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = _build(preprocessing, class_names, config)
+    x = torch.from_numpy(data.x)
+    if model.normalisation.mode == "fixed":
+        with torch.no_grad():
+            model.normalisation.mean.copy_(x.mean(dim=(0, 2)))
+            model.normalisation.std.copy_(x.std(dim=(0, 2)))
+    if config.mae_epochs:
+        mae = MAE(model.encoder.config, decoder_layers=1, mask_ratio=0.5,
+                  normalisation=model.normalisation.mode)
+        mae.normalisation.load_state_dict(model.normalisation.state_dict())
+        optimizer = torch.optim.AdamW(mae.parameters(), lr=config.train_lr, weight_decay=0.01)
+        mae.train()
+        for idx in _epochs(len(x), config.train_batch, config.mae_epochs, generator):
+            loss = mae(x[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if progress is not None:
+                progress(1)
+        model.encoder.load_state_dict(mae.encoder.state_dict())
+    _supervised(model, data, config.supervised_epochs, config.train_lr, config.train_batch,
+                generator, progress)
+    return model
+
+
+def _score(model, data: Windows, n_classes: int) -> dict:
+    pred = predict(model, data.x)
+    return {"accuracy": float(np.mean(pred == data.y)),
+            "macro_f1": macro_f1(data.y, pred, n_classes)}
+
+
+def _source_steps(n: int, config: EvalConfig) -> int:
+    return (config.mae_epochs + config.supervised_epochs) * math.ceil(n / config.train_batch)
+
+
+def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing, class_names,
+             config: EvalConfig = EvalConfig(), leave_one_out: bool = False,
+             show_progress: bool = True) -> dict:
+    """Run the protocol; returns ``{"rows": [per user x method dicts], "summary": ...}``.
+
+    ``users``: name -> :class:`UserData`. With ``leave_one_out`` every test user gets a
+    source model trained on all other users in ``train_users``; otherwise one source model
+    is trained on ``train_users`` and adapted to each test user.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = [r for r in config.rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; known: {ROWS}")
+    missing = [u for u in (*train_users, *test_users) if u not in users]
+    if missing:
+        raise ValueError(f"users {missing} not in the dataset (have {sorted(users)})")
+    if not leave_one_out and set(train_users) & set(test_users):
+        raise ValueError(f"train and test users overlap: {sorted(set(train_users) & set(test_users))}")
+    torch.manual_seed(config.seed)
+    t_start = time.perf_counter()
+    n_classes = len(class_names)
+    log = logging.getLogger(__name__)
+
+    def windows_of(names, block, stride):
+        parts = [cut_windows(getattr(users[u], block), preprocessing, stride) for u in names]
+        return Windows.concat(parts)
+
+    rows, source, source_users = [], None, None
+    bar = tqdm(total=len(test_users), desc="users", unit="user", disable=not show_progress)
+    for user in test_users:
+        train_names = [u for u in train_users if u != user] if leave_one_out else list(train_users)
+        if source is None or train_names != source_users:
+            t0 = time.perf_counter()
+            src = Windows.concat([windows_of(train_names, "first", config.train_stride),
+                                  windows_of(train_names, "second", config.train_stride)])
+            with tqdm(total=_source_steps(len(src), config), desc=f"source (-{user})"
+                      if leave_one_out else "source", leave=False,
+                      disable=not show_progress) as sbar:
+                source = train_source(src, preprocessing, class_names, config, sbar.update)
+            source_users = train_names
+            log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
+                     len(src), time.perf_counter() - t0)
+        adapt_data = cut_windows(users[user].first, preprocessing, config.adapt_stride)
+        score_data = cut_windows(users[user].second, preprocessing, config.score_stride)
+        for row in config.rows:
+            t0 = time.perf_counter()
+            info = {}
+            if row == "source-only":
+                model = source
+            elif row == "upper-bound":
+                model = copy.deepcopy(source)
+                gen = torch.Generator().manual_seed(config.seed)
+                _supervised(model, adapt_data, config.upper_epochs, config.train_lr / 3,
+                            config.train_batch, gen)
+            else:
+                steps = total_steps(row, len(adapt_data), config.adapt)
+                with tqdm(total=steps, desc=f"{user} {row}", leave=False,
+                          disable=not show_progress or steps == 0) as abar:
+                    model, report = adapt(source, adapt_data.x, adapt_data.segment, row,
+                                          config.adapt, abar.update)
+                info = {k: getattr(report, k) for k in ("accepted", "rollbacks",
+                                                        "parameter_change", "balance",
+                                                        "agreement", "steps")}
+            scores = _score(model, score_data, n_classes)
+            rows.append({"user": user, "method": row, **scores,
+                         "seconds": time.perf_counter() - t0, **info})
+            log.info("%s %-13s acc %.3f f1 %.3f", user, row, scores["accuracy"],
+                     scores["macro_f1"])
+        bar.update(1)
+    bar.close()
+    result = {"rows": rows, "summary": summarise(rows),
+              "protocol": {"leave_one_out": leave_one_out, "train_users": list(train_users),
+                           "test_users": list(test_users),
+                           "preprocessing": asdict(preprocessing),
+                           "config": _jsonable(asdict(config))},
+              "wall_seconds": time.perf_counter() - t_start}
+    return result
+
+
+def summarise(rows: list) -> list:
+    """Per method: mean, std, worst user, and per-user difference to source-only."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], {})[r["user"]] = r
+    so = by.get("source-only", {})
+    out = []
+    for method, per_user in by.items():
+        acc = np.array([r["accuracy"] for r in per_user.values()])
+        f1 = np.array([r["macro_f1"] for r in per_user.values()])
+        worst = min(per_user.values(), key=lambda r: r["accuracy"])
+        entry = {"method": method, "users": len(acc), "accuracy_mean": float(acc.mean()),
+                 "accuracy_std": float(acc.std()), "macro_f1_mean": float(f1.mean()),
+                 "macro_f1_std": float(f1.std()), "worst_user": worst["user"],
+                 "worst_accuracy": float(worst["accuracy"])}
+        if so:
+            delta = np.array([per_user[u]["accuracy"] - so[u]["accuracy"] for u in per_user
+                              if u in so])
+            entry.update({"delta_vs_so_mean": float(delta.mean()),
+                          "delta_vs_so_min": float(delta.min()),
+                          "better_than_so": int(np.sum(delta > 0)),
+                          "worse_than_so": int(np.sum(delta < 0))})
+        out.append(entry)
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    """The summary as a markdown table (percentages)."""
+    lines = ["| method | acc mean | acc std | macro-F1 mean | worst user (acc) | "
+             "Δ vs SO mean | Δ vs SO worst | better / worse than SO |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in result["summary"]:
+        d = (f"{100 * e['delta_vs_so_mean']:+.1f} | {100 * e['delta_vs_so_min']:+.1f} | "
+             f"{e['better_than_so']} / {e['worse_than_so']}") if "delta_vs_so_mean" in e \
+            else "| |"
+        lines.append(f"| {e['method']} | {100 * e['accuracy_mean']:.1f} | "
+                     f"{100 * e['accuracy_std']:.1f} | {100 * e['macro_f1_mean']:.1f} | "
+                     f"{e['worst_user']} ({100 * e['worst_accuracy']:.1f}) | {d} |")
+    return "\n".join(lines)
+
+
+def per_user_table(result: dict) -> str:
+    """Accuracy per user (rows) and method (columns), markdown."""
+    methods = [e["method"] for e in result["summary"]]
+    users = list(dict.fromkeys(r["user"] for r in result["rows"]))
+    acc = {(r["user"], r["method"]): r["accuracy"] for r in result["rows"]}
+    lines = ["| user | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for u in users:
+        lines.append(f"| {u} | " + " | ".join(f"{100 * acc[(u, m)]:.1f}" for m in methods)
+                     + " |")
+    return "\n".join(lines)
+
+
+def write_results(result: dict, out_dir) -> dict:
+    """Write ``results.json``, ``per_user.csv`` and ``results.md`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(_jsonable(result), indent=2))
+    keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
+    with open(out / "per_user.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(result["rows"])
+    p = result["protocol"]
+    md = [f"Protocol: {'leave-one-user-out' if p['leave_one_out'] else 'train once'}; "
+          f"train users {p['train_users']}; test users {p['test_users']}; "
+          f"wall time {result['wall_seconds']:.0f} s.", "", markdown_table(result), "",
+          "Accuracy per user (%):", "", per_user_table(result), ""]
+    (out / "results.md").write_text("\n".join(md))
+    return {"json": out / "results.json", "csv": out / "per_user.csv", "md": out / "results.md"}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj

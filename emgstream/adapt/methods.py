@@ -1,0 +1,316 @@
+"""Offline source-free adaptation of a :class:`~emgstream.nn.GestureModel` to one user.
+
+:func:`adapt` runs one method on the user's unlabelled windows and returns a new model:
+
+==================  =========================================================================
+method              what it does
+==================  =========================================================================
+``"ssa"``           EMG-UP stage 1 only (eq. 4-6), :mod:`emgstream.adapt.ssa`
+``"ssp"``           EMG-UP stage 2 only (eq. 7-10), :mod:`emgstream.adapt.ssp`
+``"emg-up"``        stage 1 then stage 2 (Algorithm 1)
+``"adabn"``         re-estimate the input normalisation statistics on the user's windows
+``"shot-im"``       SHOT's information maximisation (Liang et al. 2020): mean per-window
+                    entropy minus entropy of the mean prediction; the classifier is frozen
+``"pseudo-label"``  self-training on the model's own confident pseudo-labels, no EMA teacher
+==================  =========================================================================
+
+Every gradient method updates the whole backbone (encoder, projection) and, except SHOT-IM,
+the classifier; none touches the input normalisation buffers. Each is watched by the
+:class:`~emgstream.adapt.guard.CollapseGuard`, checked after every epoch.
+
+AdaBN on a LayerNorm Transformer: LayerNorm keeps no running statistics, so the only
+statistics that describe the data are the input normalisation's. With ``"fixed"``
+normalisation (the 3DC recipe) AdaBN replaces the stored per-channel mean and std by the
+user's; with ``"instance"`` normalisation every window is already normalised by its own
+statistics, so AdaBN is the identity (reported as such, not hidden).
+
+Hyper-parameters: the paper's (Adam betas (0.5, 0.99), weight decay 3e-4, batch 64, 5 SSA
+epochs, 10 SSP epochs, T = 17, alpha = 0.996, xi = 0.8, N_c = 15) except the learning rate.
+The paper's 1e-7 leaves our models practically unchanged (measured, see
+``benchmarks/results/adapt_lr.md``); the default is chosen on dev users (see there).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .guard import CollapseGuard, GuardConfig
+from .ssa import SSAHead, ssa_loss
+from .ssp import confident_mask, consistent_runs, ema_update, pseudo_labels, ssp_loss
+
+__all__ = ["METHODS", "AdaptConfig", "AdaptReport", "adapt", "adabn", "parameter_change"]
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("ssa", "ssp", "emg-up", "adabn", "shot-im", "pseudo-label")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Hyper-parameters of every method (see the module docstring for their origin)."""
+
+    lr: float = 1e-4  #: paper: 1e-7, which does not move the model (measured)
+    betas: tuple[float, float] = (0.5, 0.99)
+    weight_decay: float = 3e-4
+    batch_size: int = 64
+    ssa_epochs: int = 5
+    ssp_epochs: int = 10
+    steps: int = 17  #: T, context length in patches
+    future: int = 8  #: K, predicted steps
+    temperature: float = 0.1  #: InfoNCE temperature; 1.0 is eq. 6 verbatim
+    alpha: float = 0.996  #: EMA decay (eq. 10)
+    xi: float = 0.8  #: confidence threshold (eq. 8)
+    n_consecutive: int = 15  #: N_c, sequence-level consistency (1 = eq. 8 alone)
+    final: str = "student"  #: which SSP model is returned ("student" as Algorithm 1, "teacher")
+    renormalise: bool = False  #: AdaBN first (the user's input statistics), then the method
+    guard: GuardConfig | None = field(default_factory=GuardConfig)
+    guard_windows: int = 512
+    seed: int = 0
+
+    def replace(self, **changes) -> "AdaptConfig":
+        return AdaptConfig(**{**asdict(self), "guard": self.guard, **changes})
+
+
+@dataclass
+class AdaptReport:
+    """What an adaptation did, measurable without labels."""
+
+    method: str
+    windows: int
+    seconds: float = 0.0
+    steps: int = 0
+    losses: list = field(default_factory=list)  #: mean loss per epoch
+    accepted: float = float("nan")  #: fraction of windows with a kept pseudo-label (last epoch)
+    teacher_updates: int = 0
+    rollbacks: int = 0
+    parameter_change: float = 0.0  #: ||theta - theta_0|| / ||theta_0||
+    balance: float = float("nan")  #: class balance of the final model on the guard's windows
+    agreement: float = float("nan")  #: agreement with the source model, same windows
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parameter_change(model, reference) -> float:
+    """Relative L2 distance ||theta - theta_ref|| / ||theta_ref|| over all parameters."""
+    num = den = 0.0
+    for p, q in zip(model.parameters(), reference.parameters()):
+        num += float((p.detach() - q.detach()).pow(2).sum())
+        den += float(q.detach().pow(2).sum())
+    return (num / max(den, 1e-30)) ** 0.5
+
+
+def adabn(model, windows: torch.Tensor):
+    """AdaBN for our models: the user's per-channel mean/std into ``"fixed"`` normalisation.
+
+    windows (n, channels, window), filtered and un-normalised. Returns a new model; with
+    ``"instance"`` or ``"none"`` normalisation a plain copy (there are no statistics).
+    """
+    model = copy.deepcopy(model)
+    norm = model.normalisation
+    if norm.mode == "fixed":
+        with torch.no_grad():
+            norm.mean.copy_(windows.mean(dim=(0, 2)))
+            norm.std.copy_(windows.std(dim=(0, 2)))
+    else:
+        logger.info("AdaBN: %r normalisation has no statistics; the model is unchanged",
+                    norm.mode)
+    return model
+
+
+def adapt(model, windows, segments=None, method: str = "emg-up",
+          config: AdaptConfig = AdaptConfig(), progress=None):
+    """Adapt ``model`` to one user's unlabelled ``windows`` with ``method``.
+
+    Parameters
+    ----------
+    model : GestureModel
+        The source model; it is not modified.
+    windows : ndarray or Tensor, float32 (n, channels, window)
+        Filtered, un-normalised, in time order within each recording.
+    segments : ndarray (n,), optional
+        Recording id of each window (runs of N_c never cross recordings); default one.
+    method : one of :data:`METHODS`
+    progress : callable(int), optional
+        Called with the number of optimiser steps just done (a tqdm ``update``).
+
+    Returns
+    -------
+    (GestureModel, AdaptReport)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    x = torch.as_tensor(np.asarray(windows, dtype=np.float32))
+    if x.ndim != 3 or x.shape[1:] != (model.n_channels, model.window):
+        raise ValueError(f"windows must be (n, {model.n_channels}, {model.window}), got "
+                         f"{tuple(x.shape)}")
+    if len(x) == 0:
+        raise ValueError("no windows to adapt on")
+    segments = np.zeros(len(x), int) if segments is None else np.asarray(segments)
+    if segments.shape != (len(x),):
+        raise ValueError(f"segments must have shape ({len(x)},), got {segments.shape}")
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    report = AdaptReport(method, len(x))
+    original = model
+    if config.renormalise or method == "adabn":
+        model = adabn(model, x)
+    source = copy.deepcopy(model).eval()
+    if method == "adabn":
+        adapted = model
+    else:
+        adapted = _Run(source, x, segments, config, report, progress).run(method)
+    report.seconds = time.perf_counter() - t0
+    report.parameter_change = parameter_change(adapted, original)
+    return adapted.eval(), report
+
+
+class _Run:
+    """One gradient-based adaptation: student, optional teacher, guard, optimiser."""
+
+    def __init__(self, source, x, segments, config: AdaptConfig, report: AdaptReport,
+                 progress) -> None:
+        self.source, self.x, self.segments = source, x, segments
+        self.config, self.report, self.progress = config, report, progress
+        self.student = copy.deepcopy(source).train()
+        self.generator = torch.Generator().manual_seed(config.seed)
+        idx = torch.randperm(len(x), generator=self.generator)[:config.guard_windows]
+        self.reference = x[idx]
+
+    def _optimizer(self, params):
+        c = self.config
+        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+
+    def _batches(self, index: torch.Tensor):
+        order = index[torch.randperm(len(index), generator=self.generator)]
+        for i in range(0, len(order), self.config.batch_size):
+            yield order[i:i + self.config.batch_size]
+
+    def _guard(self, modules: dict):
+        if self.config.guard is None:
+            return None
+        return CollapseGuard(self.source, self.reference, modules, self.config.guard)
+
+    def _tick(self) -> None:
+        self.report.steps += 1
+        if self.progress is not None:
+            self.progress(1)
+
+    def run(self, method: str):
+        if method in ("ssa", "emg-up"):
+            self._ssa()
+        if method in ("ssp", "emg-up"):
+            return self._ssp(teacher=True)
+        if method == "pseudo-label":
+            return self._ssp(teacher=False)
+        if method == "shot-im":
+            self._shot_im()
+        return self._finish(self.student)
+
+    def _finish(self, model):
+        guard = self._guard({})
+        if guard is not None:
+            check = guard.evaluate(model)
+            self.report.balance, self.report.agreement = check.balance, check.agreement
+        return model
+
+    def _ssa(self) -> None:
+        c = self.config
+        enc = self.student.encoder
+        head = SSAHead(enc.config.d_model, enc.n_patches, c.steps, c.future)
+        # the classifier and projection get no gradient from L_C; only the encoder and g, W_k
+        optimizer = self._optimizer([*enc.parameters(), *head.parameters()])
+        guard = self._guard({"student": self.student, "head": head, "optimizer": optimizer})
+        everything = torch.arange(len(self.x))
+        for _ in range(c.ssa_epochs):
+            losses = []
+            for batch in self._batches(everything):
+                if len(batch) < 2:
+                    continue
+                loss = ssa_loss(self.student, head, self.x[batch], c.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                self._tick()
+            self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
+            if guard is not None:
+                self.report.rollbacks += not guard.check(self.student).ok
+
+    def _ssp(self, teacher: bool):
+        c = self.config
+        student = self.student
+        teacher_model = copy.deepcopy(student).eval() if teacher else student
+        optimizer = self._optimizer(student.parameters())
+        modules = {"student": student, "optimizer": optimizer}
+        if teacher:
+            modules["teacher"] = teacher_model
+        guard = self._guard(modules)
+        for _ in range(c.ssp_epochs):
+            # pseudo-labels are refreshed once per epoch from the current teacher: the
+            # sequence filter needs the windows in time order, the batches are shuffled
+            labels, confidence = pseudo_labels(teacher_model, self.x)
+            keep = consistent_runs(labels.numpy(), confident_mask(confidence, c.xi).numpy(),
+                                   self.segments, c.n_consecutive)
+            self.report.accepted = float(keep.mean())
+            kept = torch.from_numpy(np.flatnonzero(keep))
+            losses = []
+            student.train()
+            for batch in self._batches(kept):
+                loss = ssp_loss(student, self.x[batch], labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if teacher:
+                    ema_update(teacher_model, student, c.alpha)
+                    self.report.teacher_updates += 1
+                losses.append(loss.item())
+                self._tick()
+            self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
+            if guard is not None:
+                served = teacher_model if (teacher and c.final == "teacher") else student
+                self.report.rollbacks += not guard.check(served).ok
+        final = teacher_model if (teacher and c.final == "teacher") else student
+        return self._finish(final)
+
+    def _shot_im(self) -> None:
+        c = self.config
+        student = self.student
+        # SHOT keeps the source hypothesis (classifier) fixed and adapts the feature extractor
+        params = [p for n, p in student.named_parameters() if not n.startswith("classifier.")]
+        optimizer = self._optimizer(params)
+        guard = self._guard({"student": student, "optimizer": optimizer})
+        everything = torch.arange(len(self.x))
+        for _ in range(c.ssp_epochs):
+            losses = []
+            student.train()
+            for batch in self._batches(everything):
+                probs = F.softmax(student(self.x[batch])[0], dim=-1)
+                entropy = -(probs * probs.clamp_min(1e-8).log()).sum(dim=1).mean()
+                mean = probs.mean(dim=0)
+                diversity = -(mean * mean.clamp_min(1e-8).log()).sum()
+                loss = entropy - diversity
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                self._tick()
+            self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
+            if guard is not None:
+                self.report.rollbacks += not guard.check(student).ok
+
+
+def total_steps(method: str, n_windows: int, config: AdaptConfig) -> int:
+    """Upper bound of optimiser steps, for a progress bar."""
+    per_epoch = -(-n_windows // config.batch_size)
+    epochs = {"ssa": config.ssa_epochs, "ssp": config.ssp_epochs,
+              "emg-up": config.ssa_epochs + config.ssp_epochs, "adabn": 0,
+              "shot-im": config.ssp_epochs, "pseudo-label": config.ssp_epochs}[method]
+    return epochs * per_epoch

@@ -1,0 +1,277 @@
+"""Online EMG-UP: small SSP (and optional SSA) steps on a buffer of the user's recent windows.
+
+The live pipeline's adaptation thread owns an :class:`OnlineAdapter` and is its only caller:
+
+    adapter = OnlineAdapter(model_file)
+    while running:
+        adapter.observe(windows)        # (batch, channels, window), filtered, un-normalised
+        if adapter.step():              # a few optimiser steps; True when a new model is ready
+            swap_in(adapter.export())   # ONNX bytes, hot-swapped by inference at a hop boundary
+    adapter.save(path, user="alice")
+
+Processing order of :meth:`step`: (1) windows observed since the last step are labelled by
+the EMA teacher (eq. 7) and their confidences stored -- the "teacher outputs" that go with
+the buffer; (2) the kept set is the buffer's windows above xi (eq. 8) inside runs of N_c
+consistent windows; (3) ``steps_per_call`` SSP steps on random kept batches (eq. 9), each
+followed by the EMA update (eq. 10); optionally one SSA step (eq. 6) on a random batch first;
+(4) the collapse guard checks the served model on a sample of the buffer against the source
+model and rolls back to the last good state if needed.
+
+The served model is the EMA teacher, not the student the paper returns offline: a small noisy
+step on a few windows moves the student; the teacher averages hundreds of them, so the live
+model changes smoothly. Torch runs on one thread so that inference keeps the other cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .._checks import check_positive_int
+from .guard import CollapseGuard, GuardConfig
+from .methods import adabn
+from .ssa import SSAHead, ssa_loss
+from .ssp import confident_mask, consistent_runs, ema_update, pseudo_labels, ssp_loss
+
+__all__ = ["OnlineConfig", "OnlineStats", "OnlineAdapter"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    buffer_windows: int = 1024  #: recent windows kept (about 50 s at a 50 ms hop)
+    min_windows: int = 128  #: no step before this many windows were seen
+    batch_size: int = 32
+    steps_per_call: int = 2  #: SSP steps per :meth:`OnlineAdapter.step`
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.99)
+    weight_decay: float = 3e-4
+    alpha: float = 0.996
+    xi: float = 0.8
+    n_consecutive: int = 15
+    ssa: bool = False  #: one SSA step per call before the SSP steps
+    temperature: float = 0.1
+    renormalise: bool = True  #: keep a "fixed" input normalisation at the buffer's statistics
+    guard: GuardConfig | None = field(default_factory=GuardConfig)
+    guard_every: int = 10  #: guard check every this many calls that stepped
+    guard_windows: int = 256
+    seed: int = 0
+
+
+@dataclass
+class OnlineStats:
+    windows_seen: int = 0
+    steps: int = 0  #: optimiser steps
+    pseudo_labels_accepted: int = 0  #: kept pseudo-labels used in steps (with repetition)
+    acceptance: float = 0.0  #: fraction of the buffer kept at the last step
+    teacher_updates: int = 0
+    agreement_with_source: float = float("nan")  #: at the last guard check
+    balance: float = float("nan")  #: class balance at the last guard check
+    rollbacks: int = 0
+    models_ready: int = 0
+    seconds_in_step: float = 0.0
+
+
+class OnlineAdapter:
+    """EMG-UP adaptation driven by one thread; see the module docstring.
+
+    Parameters
+    ----------
+    model_file : emgstream.modelfile.ModelFile
+        The source model (its ``weights`` and ``architecture`` rebuild the torch module).
+    config : OnlineConfig
+    """
+
+    def __init__(self, model_file, config: OnlineConfig = OnlineConfig()) -> None:
+        from ..nn import load_model
+
+        torch.set_num_threads(1)
+        self.model_file = model_file
+        self.config = config
+        check_positive_int(config.buffer_windows, "buffer_windows")
+        check_positive_int(config.batch_size, "batch_size")
+        self._source = load_model(model_file).eval()
+        p = model_file.preprocessing
+        self._shape = (p.n_channels, p.window)
+        self._lock = threading.Lock()  # observe() may come from another thread than step()
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the user: back to the source model, empty buffer, zero stats."""
+        c = self.config
+        with self._lock:
+            self._buffer = np.zeros((c.buffer_windows, *self._shape), np.float32)
+            self._labels = np.zeros(c.buffer_windows, np.int64)
+            self._confidence = np.zeros(c.buffer_windows, np.float32)
+            self._written = 0  # total windows ever observed (ring position)
+            self._labelled = 0  # windows labelled by the teacher so far
+        self._reference = copy.deepcopy(self._source).eval()  # source, maybe renormalised
+        self.student = copy.deepcopy(self._source).train()
+        self.teacher = copy.deepcopy(self._source).eval()
+        self._optimizer = torch.optim.Adam(self.student.parameters(), lr=c.lr, betas=c.betas,
+                                           weight_decay=c.weight_decay)
+        self._ssa_head = None
+        if c.ssa:
+            enc = self.student.encoder
+            self._ssa_head = SSAHead(enc.config.d_model, enc.n_patches)
+            self._optimizer.add_param_group({"params": list(self._ssa_head.parameters())})
+        modules = {"student": self.student, "teacher": self.teacher,
+                   "optimizer": self._optimizer}
+        if self._ssa_head is not None:
+            modules["ssa_head"] = self._ssa_head
+        self._guard_modules = modules
+        self._guard = None
+        self._generator = torch.Generator().manual_seed(c.seed)
+        self._calls = 0
+        self.stats = OnlineStats()
+
+    @property
+    def served(self):
+        """The model :meth:`export` and :meth:`save` hand out (the EMA teacher)."""
+        return self.teacher
+
+    # -- the thread's calls -----------------------------------------------------------------
+    def observe(self, windows) -> None:
+        """Add windows float32 (batch, channels, window), filtered and un-normalised."""
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim == 2:
+            w = w[None]
+        if w.ndim != 3 or w.shape[1:] != self._shape:
+            raise ValueError(f"windows must be (batch, {self._shape[0]}, {self._shape[1]}), "
+                             f"got {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError("windows contain non-finite values")
+        n = self.config.buffer_windows
+        with self._lock:
+            w = w[-n:]
+            pos = (self._written + np.arange(len(w))) % n
+            self._buffer[pos] = w
+            self._written += len(w)
+        self.stats.windows_seen += len(w)
+
+    def step(self) -> bool:
+        """A few adaptation steps; True when a new model is ready for :meth:`export`."""
+        t0 = time.perf_counter()
+        try:
+            return self._step()
+        finally:
+            self.stats.seconds_in_step += time.perf_counter() - t0
+
+    def _ordered(self):
+        """Buffer contents in time order: (x (m, C, W), index into the ring (m,))."""
+        n = self.config.buffer_windows
+        with self._lock:
+            m = min(self._written, n)
+            idx = (self._written - m + np.arange(m)) % n
+            return torch.from_numpy(self._buffer[idx].copy()), idx, self._written
+
+    def _step(self) -> bool:
+        c = self.config
+        if self.stats.windows_seen < c.min_windows:
+            return False
+        x, idx, written = self._ordered()
+        if c.renormalise and self.student.normalisation.mode == "fixed":
+            self._renormalise(x)
+        # (1) teacher outputs for the windows not yet labelled
+        new = min(written - self._labelled, len(idx))
+        if new > 0:
+            labels, confidence = pseudo_labels(self.teacher, x[-new:])
+            self._labels[idx[-new:]] = labels.numpy()
+            self._confidence[idx[-new:]] = confidence.numpy()
+            self._labelled = written
+        # (2) kept set (time order; one segment: the buffer is consecutive hops)
+        labels, confidence = self._labels[idx], self._confidence[idx]
+        keep = consistent_runs(labels, confident_mask(confidence, c.xi),
+                               np.zeros(len(idx), int), c.n_consecutive)
+        self.stats.acceptance = float(keep.mean())
+        kept = np.flatnonzero(keep)
+        stepped = False
+        self.student.train()
+        if self._ssa_head is not None and len(x) >= 2:
+            batch = torch.randint(len(x), (min(c.batch_size, len(x)),), generator=self._generator)
+            self._optimise(ssa_loss(self.student, self._ssa_head, x[batch], c.temperature))
+            stepped = True
+        # (3) SSP steps with the EMA teacher
+        if len(kept) >= min(c.batch_size, 8):
+            y = torch.from_numpy(labels)
+            for _ in range(c.steps_per_call):
+                pick = torch.from_numpy(kept)[torch.randint(len(kept), (c.batch_size,),
+                                                            generator=self._generator)]
+                self._optimise(ssp_loss(self.student, x[pick], y[pick]))
+                ema_update(self.teacher, self.student, c.alpha)
+                self.stats.teacher_updates += 1
+                self.stats.pseudo_labels_accepted += len(pick)
+            stepped = True
+        if not stepped:
+            return False
+        self._calls += 1
+        # (4) guard
+        if c.guard is not None and self._calls % c.guard_every == 0:
+            ref = x[torch.randperm(len(x), generator=self._generator)[:c.guard_windows]]
+            if self._guard is None:
+                self._guard = CollapseGuard(self._reference, ref, self._guard_modules, c.guard)
+            else:
+                self._guard.set_reference(self._reference, ref)
+            check = self._guard.check(self.served)
+            self.stats.agreement_with_source = check.agreement
+            self.stats.balance = check.balance
+            if not check.ok:
+                self.stats.rollbacks += 1
+        self.stats.models_ready += 1
+        return True
+
+    def _optimise(self, loss) -> None:
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer.step()
+        self.stats.steps += 1
+
+    def _renormalise(self, x: torch.Tensor) -> None:
+        stats = adabn(self._reference, x).normalisation
+        for model in (self.student, self.teacher, self._reference):
+            model.normalisation.load_state_dict(stats.state_dict())
+
+    # -- outputs ----------------------------------------------------------------------------
+    def export(self) -> bytes:
+        """The served model as an ONNX graph (same inputs/outputs as the model file's)."""
+        from ..nn import export_onnx
+
+        return export_onnx(copy.deepcopy(self.served))
+
+    def save(self, path, user: str):
+        """Write the personalized model file for ``user``; returns the path."""
+        from ..modelfile import save_model_file
+        from ..train import to_model_file
+
+        mf = self.model_file
+        provenance = {**mf.provenance, "personalized_for": str(user),
+                      "adaptation": {"method": "emg-up-online", "config": _jsonable(asdict(
+                          self.config)), "stats": _jsonable(asdict(self.stats))}}
+        personal = to_model_file(copy.deepcopy(self.served).eval(), mf.preprocessing,
+                                 mf.class_names, bank=mf.bank, provenance=provenance,
+                                 metrics=mf.metrics)
+        return save_model_file(path, personal)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<OnlineAdapter {self._shape[0]} ch x {self._shape[1]}: {s.windows_seen} "
+                f"windows seen, {s.steps} steps, {s.teacher_updates} teacher updates, "
+                f"{s.rollbacks} rollbacks>")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
