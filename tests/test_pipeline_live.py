@@ -299,3 +299,41 @@ print("HEAVY", heavy)
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
+
+
+def test_replay_to_the_end_equals_offline_inference(model, tmp_path):
+    """Live path == offline path: same causal filter, same windows, same probabilities."""
+    import onnxruntime as ort
+
+    from emgstream.dsp import filter_offline
+    from emgstream.io import RecordingWriter
+    from emgstream.sources import StreamInfo
+
+    p = model.preprocessing
+    n = 3 * int(p.sample_rate) + 17
+    rng = np.random.default_rng(3)
+    emg = (rng.standard_normal((n, 16)) * 40 + 300).astype(np.float32)  # DC offset too
+    emg[:, 5] *= 4
+    info = StreamInfo("rec", 16, p.sample_rate)
+    with RecordingWriter(tmp_path / "rec.h5", info, user="u0") as writer:
+        for k in range(0, n, 333):
+            writer.append(emg[k:k + 333], 100.0 + np.arange(k, min(n, k + 333)) / p.sample_rate)
+    config = PipelineConfig(emit="hop", smoothing="none", debounce=1, threshold=0.0,
+                            max_catchup_hops=100_000)
+    pipeline = Pipeline(open_source(f"replay://{tmp_path / 'rec.h5'}?speed=0"), model, config)
+    events: list[GestureEvent] = []
+    pipeline.subscribe(events.append)
+    with pipeline:
+        assert pipeline.wait(30), "the pipeline did not end with the replay"
+        assert not pipeline.is_running
+    assert pipeline.error is None
+    ends = np.arange(p.window, n + 1, p.hop)
+    assert [e.sample_index for e in events] == list(ends - 1)
+    filtered = filter_offline(emg, p.sample_rate, p)
+    windows = np.stack([filtered[e - p.window:e].T for e in ends])
+    session = ort.InferenceSession(model.onnx, providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"emg": windows})[0].astype(np.float64)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    live = np.array([e.probabilities for e in events])
+    np.testing.assert_allclose(live, expected, rtol=1e-4, atol=1e-6)

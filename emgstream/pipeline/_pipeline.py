@@ -223,6 +223,7 @@ class Pipeline:
         self._subscribers_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
+        self._source_done = False  # a finite source (replay without loop) has ended
         # counters (each written by one thread)
         self._rejected_chunks = 0
         self._rejected_samples = 0
@@ -332,7 +333,12 @@ class Pipeline:
 
     @property
     def is_running(self) -> bool:
-        """True between start and stop while the threads work (False after a source error)."""
+        """True between start and stop while the threads work.
+
+        False once a source error stopped acquisition, or once a finite source (one with a
+        true ``finished`` attribute, e.g. a replay without loop) ended and every whole
+        window of it was evaluated.
+        """
         return self._state == "running" and not self._stop_event.is_set()
 
     @property
@@ -426,6 +432,12 @@ class Pipeline:
                         recorder.put_drop(span.time, span.count)
                 n = samples.shape[0]
                 if n == 0:
+                    if getattr(source, "finished", False):  # a replay without loop ended
+                        logger.info("source finished after %d samples", ring.total_written)
+                        self._source_done = True
+                        with self._data_ready:
+                            self._data_ready.notify_all()
+                        return
                     continue
                 try:
                     check_chunk(samples, timestamps, n_channels)
@@ -490,12 +502,17 @@ class Pipeline:
         next_end = window  # exclusive end of the next window due
 
         def due() -> bool:
-            return ring.total_written >= next_end or self._stop_event.is_set()
+            return (ring.total_written >= next_end or self._stop_event.is_set()
+                    or self._source_done)
 
         while True:
             with self._data_ready:
                 self._data_ready.wait_for(due, timeout=0.5)
             if self._stop_event.is_set():
+                return
+            if self._source_done and ring.total_written < next_end:
+                logger.info("end of stream: every whole window evaluated")
+                self._stop_event.set()  # the pipeline has ended; stop() cleans up
                 return
             new, new_ts, counter, lost = ring.read_since(counter)
             if lost:  # ring overrun: restart the local buffer after the gap
