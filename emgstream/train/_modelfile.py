@@ -81,3 +81,25 @@ def make_test_model(n_channels: int = 16, rate: float = 2000.0, classes=_TEST_CL
     return to_model_file(model, prep, classes, bank=bank,
                          provenance={"recipe": "make_test_model", "seed": seed,
                                      "trained": False}, metrics={})
+
+
+def export_checkpoint(path) -> ModelFile:
+    """The model file of a finished recipe's ``model.pt`` (see ``run_recipe``)."""
+    from ..nn import build_model
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as err:  # torch raises several kinds for a damaged or foreign file
+        raise ModelFileError(f"{path} is not a readable emgstream checkpoint: {err}") from err
+    missing = {"architecture", "state_dict", "preprocessing"} - set(ckpt)
+    if missing:
+        raise ModelFileError(f"{path} lacks {sorted(missing)}; is it a recipe's model.pt?")
+    model = build_model(ckpt["architecture"])
+    model.load_state_dict(ckpt["state_dict"])
+    prep = Preprocessing.from_dict(dict(ckpt["preprocessing"]))
+    bank = ckpt.get("bank")
+    bank = {k: v.numpy() for k, v in bank.items()} if bank is not None else None
+    return to_model_file(model.eval(), prep, model.class_names, bank=bank,
+                         provenance=ckpt.get("provenance"), metrics=ckpt.get("metrics"))

@@ -1,0 +1,265 @@
+"""Run a recipe: data -> MAE (EMG, pose) -> alignment (CPEP / EMBridge) -> head -> checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..modelfile import Preprocessing
+from ..nn import CPEP, MAE, EMBridge, EncoderConfig, GestureModel, PatchEncoder, PoseAnchor
+from ._data import WindowSet, windows_from_streams
+from ._eval import embed_windows, fit_linear_probe, macro_accuracy, zero_shot_accuracy
+from ._recipe import STAGES, Recipe
+from ._trainer import Env, fit
+
+logger = logging.getLogger(__name__)
+
+FINAL_CHECKPOINT = "model.pt"
+
+
+# -- configs -> modules ----------------------------------------------------------------------
+def emg_encoder_config(recipe: Recipe) -> EncoderConfig:
+    m, d = recipe.model, recipe.data
+    return EncoderConfig(d.n_channels, d.window, m.emg_patch, m.d_model, m.n_layers, m.n_heads,
+                         m.mlp_ratio, m.dropout)
+
+
+def pose_encoder_config(recipe: Recipe) -> EncoderConfig:
+    m, d = recipe.model, recipe.data
+    return EncoderConfig(20, d.window, m.pose_patch, m.d_model, m.n_layers, m.n_heads,
+                         m.mlp_ratio, m.dropout)
+
+
+def preprocessing(recipe: Recipe) -> Preprocessing:
+    d = recipe.data
+    return Preprocessing(sample_rate=float(d.sample_rate), n_channels=d.n_channels,
+                         window=d.window, hop=d.hop, bandpass=d.bandpass, notch=d.notch,
+                         normalisation=d.normalisation)
+
+
+def new_gesture_model(recipe: Recipe, class_names, head: str = "projection",
+                      pooling: str = "cls") -> GestureModel:
+    m = recipe.model
+    qformer = None
+    if head == "qformer":
+        qformer = {"n_queries": m.qformer_queries, "n_layers": m.qformer_layers,
+                   "n_heads": m.n_heads, "mlp_ratio": m.mlp_ratio, "cross_every": 2}
+    return GestureModel(emg_encoder_config(recipe), class_names, embed_dim=m.d_model,
+                        hop=recipe.data.hop, normalisation=recipe.data.normalisation,
+                        pooling=pooling, head=head, qformer=qformer,
+                        sample_rate=float(recipe.data.sample_rate))
+
+
+# -- data ------------------------------------------------------------------------------------
+@dataclass
+class Splits:
+    """train: training users, unseen gestures removed (alignment uses every window, probes the
+    labelled ones); probe: other users, all gestures (unseen-gesture probes and bank only);
+    test: users never used for anything but scoring."""
+
+    train: WindowSet
+    probe: WindowSet
+    test: WindowSet
+    seen: list[str]
+    unseen: list[str]
+
+
+def load_splits(recipe: Recipe) -> Splits:
+    d = recipe.data
+    if d.source != "synth":
+        raise ValueError(f"data source {d.source!r} is not supported yet; use 'synth'")
+    from .. import synth
+
+    config = synth.SynthConfig(n_channels=d.n_channels, sample_rate=float(d.sample_rate))
+    users = synth.make_users(d.users, seed=d.seed, config=config)
+    n_train = d.users - d.probe_users - d.test_users
+    if n_train < 1:
+        raise ValueError(f"{d.users} users leave none for training after {d.probe_users} probe "
+                         f"and {d.test_users} test users")
+    prep = preprocessing(recipe)
+    t0 = time.perf_counter()
+
+    def streams(group):
+        return [synth.generate_session(u, session=s, duration_s=d.seconds)
+                for u in group for s in range(d.sessions)]
+
+    seen, unseen = list(synth.GESTURES), list(synth.UNSEEN_GESTURES)
+    train = windows_from_streams(streams(users[:n_train]), prep, d.stride, exclude=tuple(unseen))
+    probe = windows_from_streams(streams(users[n_train:n_train + d.probe_users]), prep, d.stride)
+    test = windows_from_streams(streams(users[n_train + d.probe_users:]), prep, d.stride)
+    logger.info("synthetic data: %d/%d/%d windows (train/probe/test) in %.1f s",
+                len(train), len(probe), len(test), time.perf_counter() - t0)
+    return Splits(train, probe, test, seen, unseen)
+
+
+# -- stages ----------------------------------------------------------------------------------
+def _stage_dir(recipe: Recipe, stage: str) -> Path:
+    return recipe.out_dir / stage
+
+
+def _load_stage(recipe: Recipe, stage: str):
+    path = _stage_dir(recipe, stage) / "final.pt"
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def _save_stage(recipe: Recipe, stage: str, state: dict, env: Env) -> None:
+    if env.is_main:
+        path = _stage_dir(recipe, stage) / "final.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+
+
+def _need(state, stage: str):
+    if state is None:
+        raise ValueError(f"stage {stage!r} has not been run (no final.pt); add it to the recipe")
+    return state
+
+
+def run_mae(recipe: Recipe, stage: str, data: WindowSet, env: Env) -> dict:
+    """mae-emg / mae-pose: returns the encoder's state dict."""
+    m = recipe.model
+    is_emg = stage == "mae-emg"
+    cfg = emg_encoder_config(recipe) if is_emg else pose_encoder_config(recipe)
+    torch.manual_seed(recipe.seed)
+    mae = MAE(cfg, decoder_layers=m.decoder_layers, mask_ratio=m.mask_ratio,
+              normalisation=recipe.data.normalisation if is_emg else "none")
+    fit(mae, data, recipe.stages[stage], _stage_dir(recipe, stage), env, seed=recipe.seed,
+        inputs=(0,) if is_emg else (1,), desc=stage)
+    return mae.encoder.state_dict()
+
+
+def pose_encoder(recipe: Recipe, state: dict) -> PatchEncoder:
+    enc = PatchEncoder(pose_encoder_config(recipe))
+    enc.load_state_dict(state)
+    return enc.eval()
+
+
+def run_align(recipe: Recipe, stage: str, data: WindowSet, class_names, emg_state: dict | None,
+              pose_state: dict, env: Env, pooling: str = "cls",
+              freeze_emg_encoder: bool = False, stage_dir: Path | None = None) -> GestureModel:
+    """align-cpep / align-embridge: the aligned EMG model (classifier untrained).
+
+    ``emg_state=None`` starts the EMG encoder at random (CPEP-RandInit ablation).
+    """
+    m = recipe.model
+    torch.manual_seed(recipe.seed)
+    head = "projection" if stage == "align-cpep" else "qformer"
+    model = new_gesture_model(recipe, class_names, head=head, pooling=pooling)
+    if emg_state is not None:
+        model.encoder.load_state_dict(emg_state)
+    for p in model.classifier.parameters():
+        p.requires_grad_(False)
+    pose = pose_encoder(recipe, pose_state)
+    if stage == "align-cpep":
+        aligner = CPEP(model, pose, temperature=m.temperature,
+                       freeze_emg_encoder=freeze_emg_encoder)
+    else:
+        aligner = EMBridge(model, pose, temperature=m.temperature,
+                           n_communities=m.n_communities, top_k=m.community_top_k,
+                           community_temperature=m.community_temperature,
+                           mask_ratio=m.mask_ratio)
+        anchor_embeddings = embed_windows(aligner.pose, data, which=1)
+        aligner.set_communities(anchor_embeddings.numpy(), seed=recipe.seed)
+    fit(aligner, data, recipe.stages[stage], stage_dir or _stage_dir(recipe, stage), env,
+        seed=recipe.seed, inputs=(0, 1), desc=stage)
+    for p in model.classifier.parameters():
+        p.requires_grad_(True)
+    return model.cpu().eval()
+
+
+def make_bank(pose_embeddings: torch.Tensor, labels: torch.Tensor, per_class: int,
+              seed: int) -> dict:
+    """Zero-shot bank: at most ``per_class`` pose embeddings per labelled class."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in labels.unique().tolist():
+        idx = np.flatnonzero(labels.numpy() == c)
+        keep.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return {"embeddings": pose_embeddings[keep].numpy().astype(np.float32),
+            "labels": labels[keep].numpy().astype(np.int64)}
+
+
+def run_head(recipe: Recipe, model: GestureModel, pose_state: dict, splits: Splits) -> tuple:
+    """Linear classifier on the frozen embedding (in-distribution gestures), the zero-shot
+    bank, and the deployed model's metrics on the test users."""
+    cfg = recipe.stages.get("head")
+    train = splits.train.relabel(splits.seen)
+    test = splits.test.relabel(splits.seen)
+    feats = embed_windows(model.embed, train)
+    probe = fit_linear_probe(feats, train.labels, len(splits.seen),
+                             steps=cfg.steps if cfg else 300, lr=cfg.lr if cfg else 1e-2,
+                             weight_decay=cfg.weight_decay if cfg else 1e-4, seed=recipe.seed)
+    model.classifier.load_state_dict(probe.state_dict())
+    anchor = PoseAnchor(pose_encoder(recipe, pose_state))
+    bank = make_bank(embed_windows(anchor, train, which=1), train.labels,
+                     recipe.model.bank_per_class, recipe.seed)
+    with torch.no_grad():
+        logits = embed_windows(lambda x: model(x)[0], test)
+        test_emb = embed_windows(model.embed, test)
+    n = len(splits.seen)
+    metrics = {
+        "test_users": sorted(set(test.users.tolist())),
+        "classifier_macro_accuracy": macro_accuracy(test.labels.numpy(),
+                                                    logits.argmax(1).numpy(), n),
+        "zero_shot_macro_accuracy": zero_shot_accuracy(
+            test_emb.numpy() @ bank["embeddings"].T, bank["labels"], test.labels.numpy(), n),
+        "test_windows": len(test),
+    }
+    return model, bank, metrics
+
+
+# -- the whole recipe ------------------------------------------------------------------------
+def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = None) -> Path:
+    """Run every stage in the recipe (skipping those already finished), then write
+    ``out/model.pt``: architecture, state dict, preprocessing, bank, provenance, metrics."""
+    env = env or Env()
+    t0 = time.perf_counter()
+    torch.manual_seed(recipe.seed)
+    splits = splits or load_splits(recipe)
+    states = {}
+    for stage in STAGES:
+        if stage not in recipe.stages or stage == "head":
+            continue
+        states[stage] = _load_stage(recipe, stage)
+        if states[stage] is not None:
+            logger.info("%s: already finished, loaded", stage)
+            continue
+        if stage in ("mae-emg", "mae-pose"):
+            states[stage] = run_mae(recipe, stage, splits.train, env)
+        else:
+            model = run_align(recipe, stage, splits.train, splits.seen,
+                              _need(states.get("mae-emg") or _load_stage(recipe, "mae-emg"),
+                                    "mae-emg"),
+                              _need(states.get("mae-pose") or _load_stage(recipe, "mae-pose"),
+                                    "mae-pose"), env)
+            states[stage] = model.state_dict()
+        _save_stage(recipe, stage, states[stage], env)
+    aligned = _need(states.get(recipe.aligned) or _load_stage(recipe, recipe.aligned),
+                    recipe.aligned)
+    model = new_gesture_model(recipe, splits.seen,
+                              head="projection" if recipe.aligned == "align-cpep" else "qformer")
+    model.load_state_dict(aligned)
+    pose_state = _need(states.get("mae-pose") or _load_stage(recipe, "mae-pose"), "mae-pose")
+    model, bank, metrics = run_head(recipe, model.eval(), pose_state, splits)
+    wall = time.perf_counter() - t0
+    metrics["train_wall_time_s"] = round(wall, 1)
+    path = recipe.out_dir / FINAL_CHECKPOINT
+    if env.is_main:
+        torch.save({
+            "architecture": model.architecture,
+            "state_dict": model.state_dict(),
+            "preprocessing": asdict(preprocessing(recipe)),
+            "bank": {k: torch.from_numpy(v) for k, v in bank.items()},
+            "provenance": {"recipe": recipe.to_dict(), "seed": recipe.seed,
+                           "torch": torch.__version__, "world_size": env.world_size,
+                           "device": str(env.device)},
+            "metrics": metrics,
+        }, path)
+        logger.info("wrote %s (%.1f s in all)", path, wall)
+    return path

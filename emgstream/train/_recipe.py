@@ -1,0 +1,143 @@
+"""Training recipes: one TOML file says what data, which model, which stages, which seed.
+
+```toml
+name = "default"
+seed = 0
+out = "runs/default"            # relative to the recipe file
+aligned = "align-cpep"          # which alignment the deployed model is made from
+
+[data]                          # DataConfig
+[model]                         # ModelConfig
+[stages.mae-emg]                # StageConfig (+ stage options in [stages.NAME.options])
+[stages.mae-pose]
+[stages.align-cpep]
+[stages.align-embridge]
+[stages.head]
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ._trainer import StageConfig
+
+STAGES = ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "head")
+
+
+@dataclass
+class DataConfig:
+    """Where the windows come from and how they are cut.
+
+    ``source="synth"``: users made by :mod:`emgstream.synth` (``users`` in all, the last
+    ``test_users`` never trained on, the ``probe_users`` before them used only to fit the
+    unseen-gesture probes and bank). ``source="recordings"``: emg2pose-layout HDF5 files under
+    ``root`` (``train``/``probe``/``test`` sub-folders).
+    """
+
+    source: str = "synth"
+    root: str | None = None
+    n_channels: int = 16
+    sample_rate: float = 2000.0
+    users: int = 12
+    probe_users: int = 2
+    test_users: int = 2
+    sessions: int = 2
+    seconds: float = 60.0  #: per session
+    window: int = 800  #: samples (400 ms at 2 kHz)
+    hop: int = 40  #: live hop in samples (20 ms at 2 kHz)
+    stride: int = 200  #: offline stride between training windows
+    bandpass: tuple[float, float] | None = (20.0, 450.0)
+    notch: float | None = 50.0
+    normalisation: str = "instance"
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the encoders and heads (paper values in ``models/recipes/full.toml``)."""
+
+    emg_patch: int = 50
+    pose_patch: int = 200
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    decoder_layers: int = 2
+    mask_ratio: float = 0.5
+    temperature: float = 0.02
+    qformer_queries: int = 8
+    qformer_layers: int = 4
+    n_communities: int = 32
+    community_top_k: int = 3
+    community_temperature: float = 0.1
+    bank_per_class: int = 200  #: pose embeddings per class kept in the shipped bank
+
+
+@dataclass
+class Recipe:
+    name: str
+    seed: int = 0
+    out: str = "runs/default"
+    aligned: str = "align-cpep"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+    path: Path | None = None  #: the TOML file it came from
+
+    @property
+    def out_dir(self) -> Path:
+        base = self.path.parent if self.path is not None else Path.cwd()
+        return (base / self.out).resolve()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path) if self.path else None
+        return d
+
+
+def _build(cls, table: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    table = dict(table)
+    for key in ("bandpass",):
+        if table.get(key) is not None and key in known:
+            table[key] = tuple(table[key])
+    try:
+        return cls(**table)
+    except TypeError as err:
+        raise ValueError(f"{where}: {err}") from err
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a TOML recipe; unknown keys and stages are errors."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"recipe {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"recipe {path} is not valid TOML: {err}") from err
+    stages_raw = raw.pop("stages", {})
+    unknown = set(stages_raw) - set(STAGES)
+    if unknown:
+        raise ValueError(f"{path}: unknown stages {sorted(unknown)}; stages are {list(STAGES)}")
+    stages = {name: _build(StageConfig, stages_raw[name], f"{path} [stages.{name}]")
+              for name in STAGES if name in stages_raw}
+    data = _build(DataConfig, raw.pop("data", {}), f"{path} [data]")
+    model = _build(ModelConfig, raw.pop("model", {}), f"{path} [model]")
+    if "name" not in raw:
+        raw["name"] = path.stem
+    recipe = _build(Recipe, {**raw, "data": data, "model": model, "stages": stages},
+                    str(path))
+    recipe.path = path.resolve()
+    if recipe.aligned not in ("align-cpep", "align-embridge"):
+        raise ValueError(f"{path}: aligned must be 'align-cpep' or 'align-embridge', "
+                         f"got {recipe.aligned!r}")
+    return recipe
