@@ -8,7 +8,7 @@ acquisition chain of DESIGN.md:
     recorder thread: RecordingWriter.append (raw samples, crash-safe HDF5)
 
 and checks afterwards that every sample sent was received and recorded, bit for bit
-(channel 0 carries the sample index). Reported per channel count:
+(channel 0 carries the sample index, the others a known noise pattern). Reported per channel count:
 
 - samples sent / received / recorded, samples the source reported lost, max inlet backlog;
 - CPU: this process's CPU time / wall (inlet, acquisition and recorder; the outlet process
@@ -48,8 +48,7 @@ def _outlet_process(source_id: str, n_channels: int, rate: float, n_total: int, 
     while not outlet.have_consumers():
         time.sleep(0.01)
     go.wait()
-    noise = np.random.default_rng(0).standard_normal((4096, n_channels)).astype(np.float32)
-    noise *= 50
+    noise = _noise(n_channels)
     t0 = pylsl.local_clock()
     sent = 0
     while sent < n_total:
@@ -60,11 +59,22 @@ def _outlet_process(source_id: str, n_channels: int, rate: float, n_total: int, 
             time.sleep(delay)
         index = sent + np.arange(n)
         block = noise[index % len(noise)]
-        block[:, 0] = index % _COUNTER_MOD
+        block[:, 0] = index % _COUNTER_MOD  # as _expected() rebuilds it
         outlet.push_chunk(block, (t0 + index / rate).tolist())
         sent += n
     result.put(sent)
     time.sleep(2.0)  # keep the outlet alive while the inlet drains
+
+
+def _noise(n_channels: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((4096, n_channels)).astype(np.float32) * 50
+
+
+def _expected(n: int, n_channels: int) -> np.ndarray:
+    index = np.arange(n)
+    block = _noise(n_channels)[index % 4096]
+    block[:, 0] = index % _COUNTER_MOD
+    return block
 
 
 def _recorder(writer, chunks: queue.Queue) -> None:
@@ -135,8 +145,7 @@ def run(n_channels: int, rate: float, seconds: float, chunk: int, workdir: Path)
     sent = result.get(timeout=30)
     proc.join(timeout=30)
     rec = read_recording(path)
-    expected = np.arange(rec.n_samples) % _COUNTER_MOD
-    intact = bool(np.array_equal(rec.emg[:, 0], expected.astype(np.float32)))
+    intact = bool(np.array_equal(rec.emg, _expected(rec.n_samples, n_channels)))
     path.unlink()
     lat = np.array(latencies) * 1e6
     age = np.array(ages) * 1e3

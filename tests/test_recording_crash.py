@@ -24,9 +24,11 @@ def _start(path, *extra):
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True)
     lines: queue.Queue = queue.Queue()
+    lines.log = []  # everything the recorder said, for failure messages
 
     def pump():
         for line in proc.stderr:
+            lines.log.append(line)
             lines.put((time.monotonic(), line))
         lines.put((time.monotonic(), None))
 
@@ -72,7 +74,7 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     rec = read_recording(path)
     assert rec.meta["complete"] is False
-    assert rec.n_samples >= (elapsed - 1.0) * RATE, (rec.n_samples, elapsed)
+    assert rec.n_samples >= (elapsed - 1.0) * RATE, (rec.n_samples, elapsed, lines.log)
     assert rec.n_samples >= last_status - RATE
     assert rec.n_samples <= (elapsed + 0.1) * RATE
     assert np.all(np.diff(rec.time) > 0)
@@ -89,11 +91,11 @@ def test_signal_finishes_file_cleanly(tmp_path, sig):
         held = _samples_in_status(status)
         proc.send_signal(sig)
         _, done = _wait_for(lines, "wrote")
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 0, "".join(lines.log)
     finally:
         proc.kill()
         proc.wait(timeout=30)
     rec = read_recording(path)
     assert rec.meta["complete"] is True and rec.meta["user"] == "u3"
-    assert rec.n_samples >= held
+    assert rec.n_samples >= held, "".join(lines.log)
     assert f"wrote {rec.n_samples} samples" in done

@@ -462,7 +462,7 @@ class RecordingWriter:
         if self._first_time is None:
             self._first_time = float(timestamps[0])
         self._last_time = float(timestamps[-1])
-        self._maybe_flush()
+        self.maybe_flush()
 
     def add_marker(self, t: float, text: str) -> None:
         """Mark an event at LSL time ``t`` (UTF-8 text, at most 255 bytes)."""
@@ -474,7 +474,7 @@ class RecordingWriter:
         if not math.isfinite(t):
             raise RecordingError(f"marker time must be finite, got {t!r}")
         self._pending_markers.append((float(t), str(text)))
-        self._maybe_flush()
+        self.maybe_flush()
 
     def add_dropped(self, t: float, count: int) -> None:
         """Record that ``count`` samples starting at LSL time ``t`` were lost."""
@@ -483,7 +483,7 @@ class RecordingWriter:
             raise RecordingError(f"dropped span needs a finite time and a positive count, "
                                  f"got time={t!r}, count={count!r}")
         self._pending_dropped.append((float(t), int(count)))
-        self._maybe_flush()
+        self.maybe_flush()
 
     def flush(self) -> None:
         """Write everything buffered and flush it to disk (readers see it after this)."""
@@ -522,6 +522,14 @@ class RecordingWriter:
                                        self._pending_dropped, _DROPPED_DTYPE)
         f.flush()
         self._last_flush = time.monotonic()
+
+    def maybe_flush(self) -> None:
+        """Flush if ``flush_interval`` has passed since the last flush. ``append`` calls it;
+        a loop that may wait on a stalled source calls it too, so that buffered data never
+        waits in memory for the next chunk."""
+        if time.monotonic() - self._last_flush >= self._flush_interval or \
+                self._pending_samples >= 60 * self._info.sample_rate:
+            self.flush()
 
     def close(self) -> None:
         """Write what is buffered, mark the file complete and close it. Idempotent."""
@@ -596,11 +604,6 @@ class RecordingWriter:
                     f"chunk rejected: labels must lie in [-1, {len(self._class_names) - 1}], "
                     f"got [{lab.min()}, {lab.max()}]")
         return n
-
-    def _maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self._flush_interval or \
-                self._pending_samples >= 60 * self._info.sample_rate:
-            self.flush()
 
     @staticmethod
     def _extend(ds: h5py.Dataset, written: int, pending: list, dtype: np.dtype) -> int:
@@ -698,6 +701,7 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
         for span in source.drain_drops():
             writer.add_dropped(span.time, span.count)
             status.dropped += span.count
+        writer.maybe_flush()
         now = time.monotonic()
         done = target is not None and status.samples >= target
         if now - last_status >= status_interval or done:
