@@ -118,3 +118,15 @@ def test_bad_uri_and_file(tmp_path):
     RecordingWriter(empty, StreamInfo("e", 2, 100.0)).close()
     with pytest.raises(SourceError, match="no samples"):
         ReplaySource(empty).open()
+
+
+def test_big_files_are_read_in_blocks(recording, monkeypatch):
+    import emgstream.sources.replay as replay
+
+    path, emg, labels = recording
+    monkeypatch.setattr(replay, "_BLOCK_BYTES", 3 * 4 * 128)   # 128-sample blocks
+    with ReplaySource(path, speed=0, loop=True, chunk=100) as src:
+        samples = np.concatenate([src.read(0.1)[0] for _ in range(25)])
+        stamps = np.arange(2500) / RATE + src.start_time
+        np.testing.assert_array_equal(src.labels_for(stamps), np.tile(labels, 3)[:2500])
+    np.testing.assert_array_equal(samples, np.tile(emg, (3, 1))[:2500])

@@ -189,7 +189,7 @@ class LSLSource(Source):
             self._refresh_offset(now)
         samples = view.astype(np.float32)  # a copy: the buffer is reused
         timestamps = stamps + self._offset
-        self._check_gap(timestamps[0])
+        self._check_gaps(timestamps)
         self._last_stamp = float(timestamps[-1])
 
         backlog = inlet.samples_available()
@@ -215,15 +215,18 @@ class LSLSource(Source):
             pass  # keep the last offset; it changes slowly
         self._offset_at = now
 
-    def _check_gap(self, first: float) -> None:
-        if self._last_stamp is None:
-            return
+    def _check_gaps(self, timestamps: np.ndarray) -> None:
+        """Record spans where the stamps jump by more than the tolerance (within the chunk
+        or since the previous one) as dropped samples."""
         rate = self._info.sample_rate
-        missing = int(round((first - self._last_stamp) * rate)) - 1
-        if missing > _GAP_TOLERANCE_S * rate:
+        stamps = timestamps if self._last_stamp is None else \
+            np.concatenate(([self._last_stamp], timestamps))
+        missing = np.rint(np.diff(stamps) * rate).astype(np.int64) - 1
+        for k in np.flatnonzero(missing > _GAP_TOLERANCE_S * rate):
+            count = int(missing[k])
             logger.warning("LSL stream %r: %d samples missing (%.3f s gap)", self._info.name,
-                           missing, missing / rate)
-            self._record_drop(self._last_stamp + 1.0 / rate, missing)
+                           count, count / rate)
+            self._record_drop(stamps[k] + 1.0 / rate, count)
 
 
 def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
