@@ -53,6 +53,11 @@ class PipelineConfig:
         yields the cores to acquisition and inference. 0 disables.
     adapt_buffer : int
         Most recent windows kept for the adapter between two of its steps.
+    adapt_swap_seconds : float
+        Least time between two model swaps: exporting a graph costs the adaptation thread
+        a few hundred milliseconds, and the EMA teacher it serves moves slowly anyway.
+    adapt_config : emgstream.adapt.OnlineConfig, optional
+        The adapter's own settings (EMG-UP hyper-parameters); its defaults when None.
     """
 
     smoothing: str = "ema"
@@ -69,6 +74,8 @@ class PipelineConfig:
     adapt: bool = False
     adapt_nice: int = 10
     adapt_buffer: int = 512
+    adapt_swap_seconds: float = 5.0
+    adapt_config: object | None = None
 
     def __post_init__(self) -> None:
         check_option(self.smoothing, "smoothing", {"ema", "majority", "none"})
@@ -76,7 +83,8 @@ class PipelineConfig:
         for name in ("smoothing_hops", "debounce", "max_catchup_hops", "latency_window",
                      "adapt_buffer"):
             check_positive_int(getattr(self, name), name)
-        for name in ("ring_seconds", "display_seconds", "rms_seconds", "read_timeout"):
+        for name in ("ring_seconds", "display_seconds", "rms_seconds", "read_timeout",
+                     "adapt_swap_seconds"):
             check_positive_float(getattr(self, name), name)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")

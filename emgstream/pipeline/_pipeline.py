@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -594,7 +595,7 @@ class Pipeline:
         with self._adapter_lock:
             if self._adapter is not None:
                 self._adapter.reset()
-        self.swap_model(self._model.onnx)
+            self.swap_model(self._model.onnx)
 
     def save_personalized(self, path: str | Path, user: str) -> Path:
         """Write the adapted model as a model file for ``user`` (adaptation must have run)."""
@@ -622,23 +623,30 @@ class Pipeline:
             except (OSError, AttributeError) as err:
                 logger.info("could not lower the adaptation thread's priority: %s", err)
         idle = self._model.preprocessing.hop / self._model.preprocessing.sample_rate
+        last_swap = time.monotonic()
+        pending = False  # the adapter has a model newer than the one serving
         try:
             with self._adapter_lock:
                 if self._adapter is None:
                     from ..adapt import OnlineAdapter  # torch: only when adaptation is on
 
-                    self._adapter = OnlineAdapter(self._model)
+                    options = self._config.adapt_config
+                    self._adapter = (OnlineAdapter(self._model) if options is None
+                                     else OnlineAdapter(self._model, options))
             while not self._adapt_stop.is_set() and not self._stop_event.is_set():
                 windows = self._adapt_windows
                 batch = [windows.popleft() for _ in range(len(windows))] if windows else []
-                with self._adapter_lock:
+                swapped = False
+                with self._adapter_lock:  # also orders our swaps against reset_adaptation's
                     if batch:
                         self._adapter.observe(np.stack(batch))
-                    ready = self._adapter.step()
-                    onnx_bytes = self._adapter.export() if ready else None
-                if onnx_bytes is not None:
-                    self.swap_model(onnx_bytes)
-                elif not batch:
+                    pending = self._adapter.step() or pending
+                    if pending and time.monotonic() - last_swap >= \
+                            self._config.adapt_swap_seconds:
+                        # the session is built here, never in the inference thread
+                        self.swap_model(self._adapter.export())
+                        last_swap, pending, swapped = time.monotonic(), False, True
+                if not batch and not swapped:
                     self._adapt_stop.wait(idle)
         except Exception as err:
             logger.exception("adaptation stopped")

@@ -1,0 +1,72 @@
+"""Online adaptation inside the live pipeline: a real OnlineAdapter (torch) hot-swapping the
+ONNX session at hop boundaries while inference goes on."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from emgstream.modelfile import load_model_file
+from emgstream.pipeline import GestureEvent, Pipeline, PipelineConfig
+from emgstream.sources import open_source
+
+adapt = pytest.importorskip("emgstream.adapt")
+train = pytest.importorskip("emgstream.train")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return train.make_test_model()
+
+
+def _eager_adapter():
+    # a random test model is never confident: accept every pseudo-label so steps happen
+    return adapt.OnlineConfig(min_windows=16, xi=0.0, n_consecutive=1, batch_size=8,
+                              steps_per_call=1, guard=None)
+
+
+@pytest.mark.slow
+def test_adaptation_swaps_models_without_losing_a_hop(model, tmp_path):
+    baseline = set(threading.enumerate())
+    config = PipelineConfig(emit="hop", max_catchup_hops=1000, adapt=True,
+                            adapt_swap_seconds=0.3, adapt_config=_eager_adapter())
+    pipeline = Pipeline(open_source("sim://"), model, config)
+    events: list[GestureEvent] = []
+    pipeline.subscribe(events.append)
+    with pipeline:
+        deadline = time.monotonic() + 30
+        while pipeline.stats.model_version < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pipeline.adaptation_running and pipeline.adaptation_error is None
+        stats = pipeline.stats
+        assert stats.model_version >= 2, stats
+        assert stats.adaptation.windows_seen > 0 and stats.adaptation.steps > 0
+        saved = pipeline.save_personalized(tmp_path / "alice.emgm", user="alice")
+        pipeline.stop_adaptation()
+        assert not pipeline.adaptation_running
+        version = pipeline.stats.model_version
+        pipeline.reset_adaptation()  # back to the source model, at the next hop
+        time.sleep(0.3)
+        assert pipeline.stats.model_version > version
+        assert pipeline.stats.adaptation.windows_seen == 0
+    assert set(threading.enumerate()) == baseline
+    index = np.array([e.sample_index for e in events])
+    np.testing.assert_array_equal(np.diff(index), model.preprocessing.hop)
+    versions = [e.model_version for e in events]
+    assert versions == sorted(versions) and versions[-1] >= 3
+    personal = load_model_file(saved)
+    assert personal.provenance["personalized_for"] == "alice"
+    assert personal.preprocessing == model.preprocessing
+    assert personal.class_names == model.class_names
+
+
+def test_adaptation_needs_a_running_pipeline(model):
+    pipeline = Pipeline(open_source("sim://"), model)
+    with pytest.raises(RuntimeError, match="start the pipeline"):
+        pipeline.start_adaptation()
+    with pipeline:
+        with pytest.raises(RuntimeError, match="adaptation has not run"):
+            pipeline.save_personalized("x.emgm", "bob")
