@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 _SPIN_S = 0.0005  # sleep until this close to a deadline, then spin: sleep overshoots
 _IDLE_POLL_S = 0.05  # command poll period while stopped
-_MAX_PENDING = 1 << 16  # bytes queued for a host that is not reading: then frames drop
 _MAX_CATCH_UP = 100  # frames a late thread sends back to back before it polls commands again
 
 
@@ -82,6 +81,9 @@ class VirtualDevice:
     clock_ppm : float
         Crystal error of the device: its rate is ``sample_rate * (1 + clock_ppm * 1e-6)``
         measured on the host's clock.
+    tx_buffer : int
+        Bytes the device holds for a host that is not reading (its TX buffer plus the USB
+        stack's); a frame that does not fit is lost whole (counted in ``lost_by["overflow"]``).
     keep_history : bool
         Keep every frame's :class:`FrameRecord` and every generated count (tests).
     fault_seed : int
@@ -95,7 +97,8 @@ class VirtualDevice:
                  signal: Callable[[int, int], np.ndarray] | None = None,
                  drop_frames: float = 0.0, bit_error_rate: float = 0.0,
                  garbage_rate: float = 0.0, clock_ppm: float = 0.0,
-                 serial_number: str = "VIRT-0001", keep_history: bool = False,
+                 serial_number: str = "VIRT-0001", tx_buffer: int = 1 << 16,
+                 keep_history: bool = False,
                  fault_seed: int = 0) -> None:
         if not isinstance(n_channels, int) or not 1 <= n_channels <= codec.MAX_CHANNELS:
             raise ValueError(f"n_channels must be an integer in 1..{codec.MAX_CHANNELS}, "
@@ -122,11 +125,14 @@ class VirtualDevice:
         self.garbage_rate = float(garbage_rate)
         self.clock_ppm = float(clock_ppm)
         self.keep_history = keep_history
+        self.tx_buffer = int(tx_buffer)
         self._signal = signal
         self._rng = np.random.default_rng(fault_seed)
 
         self.frames_sent = 0
         self.frames_lost = 0  #: dropped by a fault, a stall or a full TX buffer
+        #: frames lost by cause: "dropped" (fault), "stalled", "overflow" (host not reading)
+        self.lost_by = {"dropped": 0, "stalled": 0, "overflow": 0}
         self.samples_generated = 0
         self.records: list[FrameRecord] = []
         self._history: list[np.ndarray] = []
@@ -388,7 +394,7 @@ class VirtualDevice:
             fate = "stalled"
         elif self.drop_frames and rng.random() < self.drop_frames:
             fate = "dropped"
-        elif backlog + len(frame) > _MAX_PENDING:
+        elif backlog + len(frame) > self.tx_buffer:
             fate = "overflow"
         else:
             if self.bit_error_rate:
@@ -404,6 +410,7 @@ class VirtualDevice:
             self.records.append(FrameRecord(sequence, first, n, fate, flipped, len(garbage)))
         if fate != "sent":
             self.frames_lost += 1
+            self.lost_by[fate] += 1
             return b""
         self.frames_sent += 1
         return garbage + bytes(frame)
