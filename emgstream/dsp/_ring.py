@@ -23,18 +23,18 @@ class RingBuffer:
     Samples are numbered by a 64-bit total-written counter: sample ``i`` (0-based, in write
     order) lives in slot ``i % capacity`` until sample ``i + capacity`` overwrites it.
 
-    Threads: one writer, any number of readers, no lock. Readers never return torn data,
-    by a seqlock-style check. The writer publishes two counters: ``_claimed`` (advanced
-    *before* it copies a chunk in) and ``_total`` (advanced *after*). A reader takes
-    ``_total`` as the end of what it may read, copies out, then reads ``_claimed``: every
-    copied sample numbered below ``_claimed - capacity`` may have been overwritten during the
-    copy and is discarded: ``read_since`` counts it as lost (it was overrun), ``latest``
-    copies again, and after a few torn copies (a writer lapping the buffer faster than the
-    reader copies) takes the lock the writer holds while it writes, so it always returns.
-    Readers never hold the writer back otherwise. The counters are Python ints assigned while holding the GIL, and the copies run in
-    ``nogil`` kernels; taking and releasing the GIL around each copy orders the counter
-    updates against the sample copies (so this relies on the GIL: not for free-threaded
-    builds). Two writers at once are not supported.
+    Threads: one writer, any number of readers. Readers never return torn data, by a
+    seqlock-style check. The writer publishes two counters: ``_claimed`` (advanced *before*
+    it copies a chunk in) and ``_total`` (advanced *after*). A reader takes ``_total`` as
+    the end of what it may read, copies out, then reads ``_claimed``: every copied sample
+    numbered below ``_claimed - capacity`` may have been overwritten during the copy and is
+    discarded. ``read_since`` counts it as lost (it was overrun); ``latest`` copies again,
+    and after a few torn copies (a writer lapping the buffer faster than the reader
+    copies) takes the lock the writer holds while it writes, so it always returns.
+    Otherwise readers never hold the writer back. The counters are Python ints assigned
+    with the GIL held and the copies run in ``nogil`` kernels; taking and releasing the
+    GIL around each copy orders the counter updates against the sample copies (this
+    relies on the GIL: not for free-threaded builds). One writer only.
 
     Parameters
     ----------
