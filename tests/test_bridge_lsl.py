@@ -84,3 +84,49 @@ def test_simulate_needs_exactly_one_transport(args):
     result = subprocess.run([sys.executable, "-m", "emgstream", "simulate", *args],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "exactly one of --lsl NAME or --serial" in result.stderr
+
+
+def test_simulate_serial_prints_a_port_that_streams():
+    from emgstream.sources import open_source
+
+    sim = subprocess.Popen([sys.executable, "-m", "emgstream", "simulate", "--serial",
+                            "--channels", "4", "--rate", "500", "--duration", "20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = sim.stdout.readline().strip()
+        assert port.startswith("/dev/"), sim.stderr.read()
+        with open_source(f"serial://{port}") as src:
+            assert (src.info.n_channels, src.info.sample_rate) == (4, 500)
+            got = 0
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                samples, _ = src.read(timeout=0.1)
+                got += len(samples)
+                assert np.isfinite(samples).all()
+            assert got >= 250 and src.stats.dropped_samples == 0
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=10)
+
+
+def test_simulate_lsl_serves_described_stream(unique_id):
+    sim = subprocess.Popen([sys.executable, "-m", "emgstream", "simulate", "--lsl", unique_id,
+                            "--source-id", unique_id, "--channels", "4", "--rate", "500",
+                            "--duration", "20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        found = pylsl.resolve_byprop("source_id", unique_id, timeout=10)
+        assert found
+        inlet = pylsl.StreamInlet(found[0])
+        info = inlet.info(timeout=5)
+        assert (info.name(), info.channel_count(), info.nominal_srate()) == (unique_id, 4, 500)
+        assert info.desc().child("channels").child("channel").child_value("unit") == "microvolts"
+        samples = []
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            chunk, ts = inlet.pull_chunk(timeout=0.2)
+            samples.extend(chunk)
+        assert len(samples) >= 250 and np.std(samples) > 0
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=10)
