@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..modelfile import Preprocessing
 from .methods import METHODS, AdaptConfig, adapt, total_steps
 
-__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "train_source",
+__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "train_source", "load_users",
            "evaluate", "macro_f1", "write_results", "ROWS"]
 
 logger = logging.getLogger(__name__)
@@ -48,18 +48,19 @@ ROWS = ("upper-bound", "source-only", "ssa", "ssp", "emg-up", "adabn", "shot-im"
 class EvalConfig:
     """Model shape and schedules of an evaluation.
 
-    The defaults are the 3DC recipe for 2 CPU cores: 250 ms windows of 10-sample (10 ms)
-    patches (25 patches, so T = 17, K = 8 fit), d = 64, 2 layers.
+    The defaults are the 3DC recipe for 2 CPU cores: with 250 ms windows (the
+    preprocessing's), 10 ms patches give 25 patches, so T = 17, K = 8 fit; d = 64, 2 layers.
+    Strides are in seconds.
     """
 
-    patch: int = 10
+    patch_s: float = 0.01
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
     embed_dim: int = 64
-    train_stride: int = 100  #: samples between source-training windows
-    adapt_stride: int = 50  #: samples between adaptation windows (the live hop)
-    score_stride: int = 100  #: samples between scored windows
+    train_stride_s: float = 0.1  #: between source-training windows
+    adapt_stride_s: float = 0.05  #: between adaptation windows (the live hop)
+    score_stride_s: float = 0.1  #: between scored windows
     mae_epochs: int = 2
     supervised_epochs: int = 6
     train_lr: float = 1e-3
@@ -98,6 +99,101 @@ class UserData:
     name: str
     first: list
     second: list
+
+
+def dataset_preprocessing(dataset: str, sample_rate: float, n_channels: int,
+                          notch: float | None = None) -> Preprocessing:
+    """The evaluation's preprocessing: 250 ms windows, 50 ms hop, 20-450 Hz, mains notch.
+
+    "fixed" input normalisation (per-channel statistics of the source users): per-window
+    ("instance") normalisation would scale every channel of a window to unit variance and
+    so erase which channels are active, the main cue of a gesture on a band.
+    """
+    if notch is None:
+        notch = 60.0 if dataset == "3dc" else 50.0  # 3DC was recorded on 60 Hz mains
+    window = round(0.25 * sample_rate)
+    return Preprocessing(sample_rate=float(sample_rate), n_channels=int(n_channels),
+                         window=window, hop=max(1, round(0.05 * sample_rate)),
+                         bandpass=(20.0, 450.0), notch=notch, normalisation="fixed")
+
+
+def load_users(dataset: str, root=None, users=None, *, synth_duration_s: float = 120.0,
+               seed: int = 0, notch: float | None = None):
+    """(users dict name -> :class:`UserData`, preprocessing, class names) of a dataset.
+
+    - ``"3dc"``: ``root`` holds ``Participant<N>``; first block ``train``, second ``test``;
+      ``users`` are numbers or ``Participant<N>`` names (default all).
+    - ``"hdf5"``: ``root`` holds labelled recordings (``*.h5``, ``*.hdf5``) in our layout;
+      per user the sessions sorted by name: the first is the first block, the rest the second.
+    - ``"synth"``: with ``root``, as ``"hdf5"`` (files of ``emgstream synth``); without,
+      users generated in memory (``users`` are indices), sessions 0 and 1 of
+      ``synth_duration_s`` each.
+    """
+    if dataset == "3dc":
+        from ..io.threedc import load_3dc
+
+        streams = load_3dc(root, participants=users)
+        out = {}
+        for s in streams:
+            entry = out.setdefault(s.user, UserData(s.user, [], []))
+            (entry.first if s.meta["block"] == "train" else entry.second).append(s)
+        first = streams[0]
+        return (out, dataset_preprocessing("3dc", first.sample_rate, first.n_channels, notch),
+                list(first.class_names))
+    if dataset == "synth" and root is None:
+        from ..synth import CLASS_NAMES, generate_session, make_user, user_name
+
+        indices = [int(u) for u in (users if users is not None else range(6))]
+        out = {}
+        for i in indices:
+            profile = make_user(i, seed)
+            out[user_name(i)] = UserData(user_name(i),
+                                         [generate_session(profile, 0, synth_duration_s)],
+                                         [generate_session(profile, 1, synth_duration_s)])
+        first = next(iter(out.values())).first[0]
+        # the vocabulary ends with the zero-shot gestures, never performed in these sessions
+        performed = 1 + max(int(s.labels.max()) for u in out.values() for s in (*u.first,
+                                                                               *u.second))
+        return (out, dataset_preprocessing("synth", first.sample_rate, first.n_channels, notch),
+                list(CLASS_NAMES[:performed]))
+    if dataset in ("hdf5", "synth"):
+        return _load_hdf5_users(root, users, notch)
+    raise ValueError(f"dataset must be 'synth', '3dc' or 'hdf5', got {dataset!r}")
+
+
+def _load_hdf5_users(root, users, notch):
+    from ..io.recording import read_recording
+
+    if root is None:
+        raise ValueError("an hdf5 dataset needs --root, the folder of recordings")
+    files = sorted([*Path(root).glob("*.h5"), *Path(root).glob("*.hdf5")])
+    if not files:
+        raise FileNotFoundError(f"no .h5/.hdf5 recordings under {str(root)!r}")
+    by_user: dict = {}
+    for f in files:
+        rec = read_recording(f)
+        if rec.labels is None:
+            raise ValueError(f"{f} has no labels; evaluation needs labelled recordings")
+        stream = rec.to_stream()
+        if users is not None and stream.user not in users:
+            continue
+        by_user.setdefault(stream.user, []).append((str(stream.session), f.name, stream))
+    out = {}
+    for user, items in by_user.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        if len(items) < 2:
+            raise ValueError(f"user {user!r} has one recording; evaluation needs two sessions "
+                             f"(one to adapt on, one to score)")
+        out[user] = UserData(user, [items[0][2]], [t[2] for t in items[1:]])
+    if users is not None and set(users) - set(out):
+        raise ValueError(f"users {sorted(set(users) - set(out))} not found under {root}")
+    first = next(iter(out.values())).first[0]
+    classes = list(first.class_names)
+    for u in out.values():
+        for s in (*u.first, *u.second):
+            if list(s.class_names) != classes or s.n_channels != first.n_channels:
+                raise ValueError(f"recordings disagree: {s!r} vs {first!r}")
+    return out, dataset_preprocessing("hdf5", first.sample_rate, first.n_channels, notch), classes
 
 
 def cut_windows(streams, preprocessing: Preprocessing, stride: int) -> Windows:
@@ -152,7 +248,8 @@ def predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
 def _build(preprocessing: Preprocessing, class_names, config: EvalConfig):
     from ..nn import EncoderConfig, GestureModel
 
-    enc = EncoderConfig(preprocessing.n_channels, preprocessing.window, config.patch,
+    patch = max(1, round(config.patch_s * preprocessing.sample_rate))
+    enc = EncoderConfig(preprocessing.n_channels, preprocessing.window, patch,
                         d_model=config.d_model, n_layers=config.n_layers,
                         n_heads=config.n_heads, mlp_ratio=2.0)
     return GestureModel(enc, class_names, embed_dim=config.embed_dim, hop=preprocessing.hop,
@@ -254,8 +351,11 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     n_classes = len(class_names)
     log = logging.getLogger(__name__)
 
-    def windows_of(names, block, stride):
-        parts = [cut_windows(getattr(users[u], block), preprocessing, stride) for u in names]
+    def stride(seconds):
+        return max(1, round(seconds * preprocessing.sample_rate))
+
+    def windows_of(names, block, step):
+        parts = [cut_windows(getattr(users[u], block), preprocessing, step) for u in names]
         return Windows.concat(parts)
 
     rows, source, source_users = [], None, None
@@ -264,8 +364,9 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         train_names = [u for u in train_users if u != user] if leave_one_out else list(train_users)
         if source is None or train_names != source_users:
             t0 = time.perf_counter()
-            src = Windows.concat([windows_of(train_names, "first", config.train_stride),
-                                  windows_of(train_names, "second", config.train_stride)])
+            src = Windows.concat([windows_of(train_names, "first", stride(config.train_stride_s)),
+                                  windows_of(train_names, "second",
+                                             stride(config.train_stride_s))])
             with tqdm(total=_source_steps(len(src), config), desc=f"source (-{user})"
                       if leave_one_out else "source", leave=False,
                       disable=not show_progress) as sbar:
@@ -273,8 +374,10 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
             source_users = train_names
             log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
                      len(src), time.perf_counter() - t0)
-        adapt_data = cut_windows(users[user].first, preprocessing, config.adapt_stride)
-        score_data = cut_windows(users[user].second, preprocessing, config.score_stride)
+        adapt_data = cut_windows(users[user].first, preprocessing,
+                                 stride(config.adapt_stride_s))
+        score_data = cut_windows(users[user].second, preprocessing,
+                                 stride(config.score_stride_s))
         for row in config.rows:
             t0 = time.perf_counter()
             info = {}
