@@ -88,3 +88,33 @@ def test_c_encoder_rejects_out_of_bounds_requests(host_encode):
 def test_firmware_compiles_warning_free(source, tmp_path):
     subprocess.run([GCC, *CFLAGS, "-c", "-o", str(tmp_path / "out.o"), str(FIRMWARE / source)],
                    check=True, capture_output=True)
+
+
+def test_c_device_info_and_ack_match_python(host_encode):
+    from firmware_bridge.codec import Ack, DeviceInfo, FrameType, encode_ack, encode_device_info
+
+    info = DeviceInfo(n_channels=3, sample_rate=4000, sample_format=SampleFormat.INT16,
+                      scale=0.25, samples_per_frame=40, serial_number="SN-1",
+                      firmware_version="2.1", manufacturer="Acme", model="band",
+                      channel_names=("EMG1", "flexor", ""))
+    result = subprocess.run([str(host_encode), "--info"], capture_output=True, check=True)
+    assert result.stdout == encode_device_info(info) + encode_ack(FrameType.SET_RATE,
+                                                                  Ack.BAD_ARGUMENT)
+
+
+def test_c_command_parser_accepts_python_commands_through_garbage(host_encode):
+    from firmware_bridge.codec import FrameType, encode_command
+
+    rng = np.random.default_rng(5)
+    start, stop = encode_command(FrameType.START), encode_command(FrameType.STOP)
+    rate = encode_command(FrameType.SET_RATE, 250)
+    flipped = bytearray(encode_command(FrameType.SET_RATE, 1000))
+    flipped[9] ^= 0x01  # corrupt: must be ignored
+    garbage = rng.integers(0, 256, 300, dtype=np.uint8).tobytes().replace(b"\xEB", b"\x00")
+    stream = (garbage[:50] + start + garbage[50:60] + bytes(flipped) + rate + b"\xEB"
+              + encode_command(FrameType.QUERY_INFO) + garbage[60:] + stop
+              + encode_data(np.zeros((1, 1), np.int32), 0, 0, 1.0))  # DATA: not a command
+    result = subprocess.run([str(host_encode), "--commands"], input=stream,
+                            capture_output=True, check=True, text=False)
+    lines = result.stdout.decode().split()
+    assert lines == ["16", "0", "18", "250", "19", "0", "17", "0"]
