@@ -18,12 +18,12 @@ import click
 @click.option("--user", default="", help="User id stored in the file.")
 @click.option("--session", default="", help="Session id stored in the file.")
 @click.option("--stage", default="", help="Stage (gesture group) stored in the file.")
-@click.option("--side", default="", type=click.Choice(["", "left", "right"]),
+@click.option("--side", type=click.Choice(["left", "right"]), default=None,
               help="Hand the band is worn on.")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 def record(source: str, output: str, duration: float | None, user: str, session: str,
-           stage: str, side: str, overwrite: bool, quiet: bool) -> None:
+           stage: str, side: str | None, overwrite: bool, quiet: bool) -> None:
     """Record SOURCE (a URI such as lsl://name=EMG, serial:///dev/ttyUSB0,
     replay://rec.h5, sim://?channels=16) to FILE.
 
@@ -45,7 +45,7 @@ def record(source: str, output: str, duration: float | None, user: str, session:
             click.echo(f"recording {info.name!r}: {info.n_channels} ch @ "
                        f"{info.sample_rate:g} Hz -> {output}", err=True)
             with RecordingWriter(output, info, user=user, session=session, stage=stage,
-                                 side=side, overwrite=overwrite) as writer:
+                                 side=side or "", overwrite=overwrite) as writer:
                 final = record_source(src, writer, duration=duration, stop=stop,
                                       on_status=status_line)
     except (SourceError, ValueError, FileExistsError) as err:
