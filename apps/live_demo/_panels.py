@@ -192,7 +192,8 @@ class PersonalizationPanel(QtWidgets.QGroupBox):
         for key, title in (("state", "state"), ("windows", "windows seen"),
                            ("accepted", "pseudo-labels accepted"),
                            ("updates", "teacher updates"),
-                           ("agreement", "agreement source / adapted")):
+                           ("agreement", "agreement source / adapted"),
+                           ("rollbacks", "collapse-guard rollbacks")):
             value = QtWidgets.QLabel("–")
             form.addRow(title, value)
             self.progress[key] = value
@@ -208,7 +209,8 @@ class PersonalizationPanel(QtWidgets.QGroupBox):
 
         calib_row = QtWidgets.QHBoxLayout()
         self.minutes_spin = QtWidgets.QDoubleSpinBox()
-        self.minutes_spin.setRange(0.5, 60.0)
+        self.minutes_spin.setRange(0.25, 60.0)
+        self.minutes_spin.setSingleStep(0.5)
         self.minutes_spin.setValue(2.0)
         self.minutes_spin.setSuffix(" min")
         self.calibrate_button = QtWidgets.QPushButton("Calibrate over last")
@@ -233,15 +235,17 @@ class PersonalizationPanel(QtWidgets.QGroupBox):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
-    def set_progress(self, *, state: str, windows: int, accepted: int, updates: int,
-                     agreement: float | None) -> None:
+    def set_progress(self, *, state: str, windows: int, accepted: int,
+                     acceptance: float | None, updates: int, agreement: float | None,
+                     rollbacks: int) -> None:
         self.progress["state"].setText(state)
         self.progress["windows"].setText(f"{windows:,}")
         self.progress["accepted"].setText(
-            f"{accepted:,}" + (f" ({accepted / windows:.0%})" if windows else ""))
+            f"{accepted:,}" + ("" if acceptance is None else f" ({acceptance:.0%} of buffer)"))
         self.progress["updates"].setText(f"{updates:,}")
         self.progress["agreement"].setText(
             "–" if agreement is None or not np.isfinite(agreement) else f"{agreement:.0%}")
+        self.progress["rollbacks"].setText(f"{rollbacks:,}")
 
 
 class SourcePanel(QtWidgets.QGroupBox):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtWidgets
 
-from emgstream.modelfile import ModelFile
+from emgstream.modelfile import ModelFile, load_model_file
 from emgstream.pipeline import Pipeline, PipelineConfig
 from emgstream.sources import open_source
 
@@ -117,11 +117,14 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.last_recording: Path | None = None
         self.events_received = 0
         self._scan: concurrent.futures.ThreadPoolExecutor | None = None
+        self._calibration: QtCore.QProcess | None = None
+        self._calibration_tail = ""
         self._t_started = time.perf_counter() if started_at is None else started_at
         self.first_event_s: float | None = None
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, _SWITCH_INTERVAL_S))
         self._build(source_uri)
+        self._check_calibration_available()
         self._timer = QtCore.QTimer(self)
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._redraw)
@@ -222,6 +225,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._timer.stop()
+        self._stop_calibration()
         self._stop_pipeline()
         if self._scan is not None:
             self._scan.shutdown(wait=True)
@@ -280,16 +284,18 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage(f"stream stopped: {self.pipeline.error}")
 
     def _show_adaptation(self, adaptation) -> None:
+        """``adaptation``: the pipeline's :class:`emgstream.adapt.OnlineStats`, or None."""
         running = self.pipeline.adaptation_running
         if adaptation is None:
             self.personalization.set_progress(
                 state="starting…" if running else "off (source model)", windows=0,
-                accepted=0, updates=0, agreement=None)
+                accepted=0, acceptance=None, updates=0, agreement=None, rollbacks=0)
             return
         self.personalization.set_progress(
             state="adapting" if running else "stopped (adapted model in use)",
             windows=adaptation.windows_seen, accepted=adaptation.pseudo_labels_accepted,
-            updates=adaptation.teacher_updates, agreement=adaptation.agreement)
+            acceptance=adaptation.acceptance, updates=adaptation.teacher_updates,
+            agreement=adaptation.agreement_with_source, rollbacks=adaptation.rollbacks)
 
     # -- personalization -------------------------------------------------------------------
     def _start_adaptation(self) -> None:
@@ -327,7 +333,80 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         return Path(saved or path)
 
     def _calibrate(self, minutes: float) -> None:
-        self.personalization.message.setText("offline calibration is not available yet")
+        """Run offline calibration (EMG-UP, ``emgstream calibrate``) on the last ``minutes``
+        of the current or last recording, in a separate process; swap the result in."""
+        message = self.personalization.message
+        user = self.personalization.user_name()
+        recording = self.recording_path or self.last_recording
+        if self._calibration is not None:
+            message.setText("a calibration is already running")
+            return
+        if not user:
+            message.setText("enter a user name first")
+            return
+        if self._model_path is None:
+            message.setText("calibration needs the model's file (start with --model)")
+            return
+        if recording is None:
+            message.setText("record some minutes first (● Record), then calibrate")
+            return
+        output = self._record_dir / f"{user}.emgm"
+        process = QtCore.QProcess(self)
+        process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.SeparateChannels)
+        process.readyReadStandardError.connect(self._calibration_output)
+        process.finished.connect(lambda code, _status: self._calibration_done(code, output))
+        self._calibration = process
+        self.personalization.calibrate_button.setEnabled(False)
+        message.setText(f"calibrating on the last {minutes:g} min of {recording.name}…")
+        process.start(sys.executable, ["-m", "apps.live_demo._calibrate", str(recording),
+                                       f"{minutes:g}", str(self._model_path), user,
+                                       str(output)])
+
+    def _check_calibration_available(self) -> None:
+        """Disable the calibrate button, saying why, when it cannot work here."""
+        why = None
+        if self._model_path is None:
+            why = "calibration needs the model's file; this window was given a model in memory"
+        else:
+            from emgstream.cli import main as cli
+            try:
+                cli.get_command(None, "calibrate")
+            except ImportError as err:
+                why = f"the 'emgstream calibrate' command is not available: {err}"
+        button = self.personalization.calibrate_button
+        button.setEnabled(why is None)
+        button.setToolTip(why or "Run EMG-UP offline (SSA then SSP) on the last minutes of the "
+                                 "current or last recording, in a separate process, and use "
+                                 "the personalized model it writes")
+
+    def _calibration_output(self) -> None:
+        text = bytes(self._calibration.readAllStandardError()).decode(errors="replace")
+        lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+        if lines:
+            self._calibration_tail = lines[-1]
+            self.personalization.message.setText(lines[-1][-120:])
+
+    def _calibration_done(self, code: int, output: Path) -> None:
+        self._calibration.deleteLater()
+        self._calibration = None
+        self.personalization.calibrate_button.setEnabled(True)
+        message = self.personalization.message
+        if code != 0 or not output.is_file():
+            message.setText(f"calibration failed: {self._calibration_tail}")
+            return
+        try:
+            self.pipeline.swap_model(load_model_file(output))
+        except Exception as err:
+            message.setText(f"saved {output}, but cannot use it here: {err}")
+            return
+        message.setText(f"calibrated model saved to {output} and now in use")
+
+    def _stop_calibration(self) -> None:
+        process, self._calibration = self._calibration, None
+        if process is not None:
+            process.finished.disconnect()
+            process.kill()
+            process.waitForFinished(5000)
 
     # -- source picker and recording ---------------------------------------------------------
     def scan_devices(self) -> None:
