@@ -257,3 +257,13 @@ def test_set_rate_at_open():
         assert src.info.sample_rate == 1000 and dev.sample_rate == 1000
         samples, _ = read_for(src, 0.5)
         assert len(samples) > 0
+
+
+def test_device_clock_drift_is_estimated():
+    """A device crystal 600 ppm fast: the source measures the rate on the host clock."""
+    with device(clock_ppm=600) as dev, open_source(f"serial://{dev.path}") as src:
+        samples, timestamps = read_for(src, 4.5)
+        estimate_ppm = (src.estimated_rate / RATE - 1) * 1e6
+        counters = counters_of(samples, dev.history())
+    assert abs(estimate_ppm - 600) < 50, estimate_ppm
+    assert_no_time_shift(timestamps, counters)

@@ -113,15 +113,18 @@ class _DeviceClock:
             self._bucket_start = last
         if self._best is None or residual < self._best[0]:
             self._best = (residual, last, arrival)
-        c = np.append(self._c[:self._filled], self._best[1])
-        t = np.append(self._t[:self._filled], self._best[2])
+        # slope from completed buckets only (each the least-delayed frame of its bucket);
+        # the bucket still filling joins the lower envelope below
+        c, t = self._c[:self._filled], self._t[:self._filled]
         nominal = 1.0 / self.rate
         period = nominal
-        if c.max() - c.min() >= self._min_span:
+        if self._filled >= 3 and c.max() - c.min() >= self._min_span:
             dc = c - c.mean()
             period = float(np.dot(dc, t - t.mean()) / np.dot(dc, dc))
             period = min(max(period, nominal * (1 - MAX_RATE_ERROR)),
                          nominal * (1 + MAX_RATE_ERROR))
+        c = np.append(c, self._best[1])
+        t = np.append(t, self._best[2])
         self.period = period
         offset = float(np.min(t - period * c))
         now = float(self.at(last))
