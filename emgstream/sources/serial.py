@@ -204,9 +204,9 @@ class SerialSource(Source):
         return 1.0 / self._clock.period
 
     def __repr__(self) -> str:
-        base = super().__repr__()
-        return base[:-1] + f", port {self.port}>" if self._info else \
-            f"<SerialSource {self.port} (closed)>"
+        if self._info is None:
+            return f"<SerialSource {self.port} (closed)>"
+        return f"{super().__repr__()[:-1]}, port {self.port}>"
 
     # -- handshake ------------------------------------------------------------------------
     def _request(self, frame: bytes, want, decoder, clock) -> tuple[object, list]:
