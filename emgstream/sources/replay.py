@@ -121,9 +121,10 @@ class ReplaySource(Source):
             raise SourceError(f"cannot replay: {err}") from None
         self.class_names = list(head.class_names)
         device = head.meta.get("device") or {}
-        names = device.get("channel_names") or ()
-        if len(names) != head.n_channels:
-            names = ()
+        names = device.get("channel_names")
+        if not (isinstance(names, list) and len(names) == head.n_channels
+                and all(isinstance(name, str) for name in names)):
+            names = ()  # untrusted file: fall back to EMG1..EMGn
         self._rate = head.sample_rate
         self._info = StreamInfo(name=self._path.stem, n_channels=head.n_channels,
                                 sample_rate=head.sample_rate, channel_names=tuple(names),
@@ -141,10 +142,13 @@ class ReplaySource(Source):
                     ", looping" if self._loop else "")
 
     def _load_block(self, start: int) -> None:
-        from ..io.recording import read_recording
+        from ..io.recording import RecordingError, read_recording
 
         stop = min(start + self._block, self._total)
-        rec = read_recording(self._path, start=start, stop=stop)
+        try:
+            rec = read_recording(self._path, start=start, stop=stop)
+        except RecordingError as err:
+            raise SourceError(f"cannot replay: {err}") from None
         self._block_start, self._block_emg = start, rec.emg
 
     def _close(self) -> None:
@@ -170,7 +174,8 @@ class ReplaySource(Source):
                 else:
                     _wait_until(deadline)
             else:
-                want = int(min(due, remaining))
+                # a consumer that fell behind catches up in pieces of at most a second
+                want = int(min(due, remaining, max(self._chunk_size, self._rate)))
         if want == 0:
             return self._empty()
         samples = self._take(want)
