@@ -89,10 +89,14 @@ def test_resolve_timeout_names_the_predicate(unique_id):
     assert not src.is_open
 
 
-def test_irregular_rate_rejected(unique_id):
-    info = pylsl.StreamInfo(unique_id, "EMG", 2, pylsl.IRREGULAR_RATE, "float32", unique_id)
+@pytest.mark.parametrize("rate, fmt, message", [
+    (pylsl.IRREGULAR_RATE, "float32", "irregular rate"),
+    (1000.0, "string", "channel format"),
+])
+def test_unusable_streams_rejected(unique_id, rate, fmt, message):
+    info = pylsl.StreamInfo(unique_id, "EMG", 2, rate, fmt, unique_id)
     outlet = pylsl.StreamOutlet(info)  # noqa: F841 (kept alive for the resolve)
-    with pytest.raises(SourceError, match="irregular rate"):
+    with pytest.raises(SourceError, match=message):
         LSLSource(source_id=unique_id, timeout=5).open()
 
 
