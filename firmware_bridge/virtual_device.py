@@ -275,22 +275,20 @@ class VirtualDevice:
                 if self._streaming:
                     wait = min(wait, max(0.0, next_due - now - _SPIN_S))
                 writers = [self._master] if pending else []
-                readable, writable, _ = select.select([self._master], writers, [], wait)
+                readable, _, _ = select.select([self._master], writers, [], wait)
                 if readable:
                     for message in decoder.feed(self._read_master()):
                         if isinstance(message, Command):
                             pending += self._handle(message)
-                            if message.type is FrameType.START:
-                                next_due = self._t0 + self._frame_period()
+                    next_due = self._t0 + (self._frame_index + 1) * self._frame_period()
                 if self._streaming and next_due - time.perf_counter() <= _SPIN_S:
                     while time.perf_counter() < next_due:
                         pass
-                    late = 0
-                    while self._streaming and time.perf_counter() >= next_due \
-                            and late < _MAX_CATCH_UP:
+                    for _ in range(_MAX_CATCH_UP):
+                        if time.perf_counter() < next_due:
+                            break
                         pending += self._next_frame(len(pending))
                         next_due = self._t0 + (self._frame_index + 1) * self._frame_period()
-                        late += 1
                 with self._lock:
                     if self._injected:
                         pending += self._injected
