@@ -187,6 +187,7 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
     p.reset_button.click()
     assert pump(qapp, 5.0, until=lambda: w.pipeline.stats.model_version > version)
     assert "source" in p.message.text()
+    assert w.pipeline.stats.adaptation.windows_seen == 0  # the adapter forgot the user
 
 
 def test_closing_leaves_no_thread_or_process(qapp, test_model, tmp_path):
@@ -217,6 +218,42 @@ def test_a_source_that_cannot_open_is_reported_not_fatal(qapp, test_model, tmp_p
         assert window.pipeline is not None
     finally:
         window.close()
+
+
+def test_scan_lists_lsl_streams_and_connect_switches_source(qapp, test_model, tmp_path,
+                                                           unique_id):
+    import pylsl
+
+    info = pylsl.StreamInfo(unique_id, "EMG", 16, 2000.0, pylsl.cf_float32, unique_id)
+    outlet = pylsl.StreamOutlet(info)
+    stop = threading.Event()
+
+    def push() -> None:  # 2 kHz of noise in 20 ms chunks
+        rng = np.random.default_rng(0)
+        while not stop.is_set():
+            outlet.push_chunk(rng.normal(0, 20, (40, 16)).astype(np.float32).tolist())
+            time.sleep(0.02)
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    window = open_window(qapp, test_model, record_dir=tmp_path)
+    try:
+        combo = window.source_panel.combo
+        window.source_panel.refresh_button.click()
+        found = lambda: any(unique_id in combo.itemText(i) for i in range(combo.count()))
+        assert pump(qapp, 15.0, until=found), [combo.itemText(i) for i in range(combo.count())]
+        assert window._scan is None  # the scan's worker thread is gone
+        index = next(i for i in range(combo.count()) if unique_id in combo.itemText(i))
+        combo.setCurrentIndex(index)
+        window.source_panel.connect_button.click()
+        assert window.pipeline is not None, window.statusBar().currentMessage()
+        assert window.source.info.kind == "lsl"
+        assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 3)
+        assert unique_id in window.source_panel.current_label.text()
+    finally:
+        window.close()
+        stop.set()
+        pusher.join()
 
 
 @pytest.mark.slow
