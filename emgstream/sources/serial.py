@@ -30,6 +30,9 @@ import time
 
 import numpy as np
 
+from firmware_bridge import codec
+from firmware_bridge.codec import Ack, DataFrame, DeviceInfo, FrameDecoder, FrameType
+
 from .._checks import check_positive_float, check_positive_int
 from ._base import Source, SourceError, StreamInfo
 
@@ -230,21 +233,18 @@ class SerialSource(Source):
                     return answer, others
         raise SourceError(f"serial device {self.port} did not answer within "
                           f"{self.open_timeout:g} s: is it an emgstream wristband "
-                          f"(protocol v{self._codec.VERSION})?")
+                          f"(protocol v{codec.VERSION})?")
 
     def _open(self) -> None:
         import serial
         from pylsl import local_clock
 
-        from firmware_bridge import codec
-
-        self._codec = codec
         try:
             self._serial = serial.Serial(self.port, self.baud, timeout=_POLL_S)
         except (serial.SerialException, OSError) as err:
             raise SourceError(f"cannot open serial port {self.port}: {err}") from None
         try:
-            self._handshake(codec, local_clock)
+            self._handshake(local_clock)
         except BaseException:
             self._serial.close()
             raise
@@ -253,9 +253,7 @@ class SerialSource(Source):
                                         name=f"serial {self.port}", daemon=True)
         self._thread.start()
 
-    def _handshake(self, codec, clock) -> None:
-        from firmware_bridge.codec import Ack, DataFrame, DeviceInfo, FrameDecoder, FrameType
-
+    def _handshake(self, clock) -> None:
         def ack(kind):
             return lambda m: isinstance(m, Ack) and m.command == kind
 
@@ -297,14 +295,12 @@ class SerialSource(Source):
                 self._accept(message, arrival)
 
     def _close(self) -> None:
-        from firmware_bridge.codec import FrameType
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
         try:
-            self._serial.write(self._codec.encode_command(FrameType.STOP))
+            self._serial.write(codec.encode_command(FrameType.STOP))
         except Exception:  # the device may be gone already: nothing to stop
             pass
         self._serial.close()
@@ -336,8 +332,6 @@ class SerialSource(Source):
     def _reader(self, clock) -> None:
         import serial
 
-        from firmware_bridge.codec import DataFrame
-
         decoder = self._decoder
         corrupt = resyncs = 0
         try:
@@ -363,6 +357,9 @@ class SerialSource(Source):
                 self._queue.put(SourceError(
                     f"serial device {self.port} disconnected ({err}); samples up to then "
                     f"were delivered"))
+        except Exception as err:  # a bug must end the stream loudly, not hang it
+            logger.exception("serial reader of %s failed", self.port)
+            self._queue.put(SourceError(f"serial reader of {self.port} failed: {err!r}"))
 
     def _read(self, timeout: float) -> tuple[np.ndarray, np.ndarray]:
         if self._error is not None:
