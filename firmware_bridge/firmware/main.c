@@ -2,7 +2,7 @@
  * SAMPLES_PER_FRAME samples into a DATA frame, send it; between samples handle host commands.
  *
  * Timing at 2 kHz: 500 us per sample. Reading 54 bytes at 8 MHz SPI takes ~60 us; encoding
- * and CRC of a 992-byte frame takes well under the remaining time on a Cortex-M4 at 64 MHz,
+ * and CRC of a 994-byte frame takes well under the remaining time on a Cortex-M4 at 64 MHz,
  * once every 20 samples. The UART/USB driver sends from its own buffer (DMA). */
 #include <stdbool.h>
 #include <stdint.h>
