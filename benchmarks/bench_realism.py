@@ -102,13 +102,17 @@ def synthetic_parts(args):
     from emgstream.synth import GESTURES, SynthConfig, generate_session, make_users
 
     config = SynthConfig()
-    users = make_users(args.users, args.seed, config)
-    streams = [generate_session(u, s, args.duration, GESTURES) for u in users for s in (0, 1)]
     rate = config.sample_rate
     pre = Preprocessing(sample_rate=rate, n_channels=config.n_channels,
                         window=int(_WINDOW_S * rate), hop=int(_STRIDE_S * rate),
                         notch=config.mains_hz)
-    return windows_and_features(streams, pre), config
+    parts = []
+    for user in make_users(args.users, args.seed, config):
+        for session in (0, 1):  # one at a time: only the features are kept
+            stream = generate_session(user, session, args.duration, GESTURES)
+            stream.pose = None
+            parts += windows_and_features([stream], pre)
+    return parts, config
 
 
 def threedc_parts(args):

@@ -319,7 +319,7 @@ class SynthStream:
         if sess.saturated_channel >= 0:
             rail = self.config.rail_uv
             ch = sess.saturated_channel
-            emg[:, ch] = np.clip(emg[:, ch] * 20 + 0.95 * rail, -rail, rail)
+            emg[:, ch] = np.clip(emg[:, ch] * 20 + 2 * rail, -rail, rail)  # pinned at the rail
         return emg
 
     def _add_spikes(self, emg: np.ndarray, first: int, stop: int) -> None:
