@@ -150,12 +150,13 @@ class OnlineAdapter:
         if not np.isfinite(w).all():
             raise ValueError("windows contain non-finite values")
         n = self.config.buffer_windows
+        count = len(w)
         with self._lock:
-            w = w[-n:]
-            pos = (self._written + np.arange(len(w))) % n
+            w = w[-n:]  # more than the buffer holds: only the newest can stay
+            pos = (self._written + count - len(w) + np.arange(len(w))) % n
             self._buffer[pos] = w
-            self._written += len(w)
-        self.stats.windows_seen += len(w)
+            self._written += count
+        self.stats.windows_seen += count
 
     def step(self) -> bool:
         """A few adaptation steps; True when a new model is ready for :meth:`export`."""
@@ -193,6 +194,10 @@ class OnlineAdapter:
                                np.zeros(len(idx), int), c.n_consecutive)
         self.stats.acceptance = float(keep.mean())
         kept = np.flatnonzero(keep)
+        if c.guard is not None and self._guard is None:
+            # created before the first step, so that its first good state is the source's
+            ref = x[torch.randperm(len(x), generator=self._generator)[:c.guard_windows]]
+            self._guard = CollapseGuard(self._reference, ref, self._guard_modules, c.guard)
         stepped = False
         self.student.train()
         if self._ssa_head is not None and len(x) >= 2:
@@ -214,16 +219,13 @@ class OnlineAdapter:
             return False
         self._calls += 1
         # (4) guard
-        if c.guard is not None and self._calls % c.guard_every == 0:
+        if self._guard is not None and self._calls % c.guard_every == 0:
             ref = x[torch.randperm(len(x), generator=self._generator)[:c.guard_windows]]
-            if self._guard is None:
-                self._guard = CollapseGuard(self._reference, ref, self._guard_modules, c.guard)
-            else:
-                self._guard.set_reference(self._reference, ref)
+            self._guard.set_reference(self._reference, ref)
             check = self._guard.check(self.served)
             self.stats.agreement_with_source = check.agreement
             self.stats.balance = check.balance
-            if not check.ok:
+            if not check.ok:  # restored to the last checked state: inference takes that
                 self.stats.rollbacks += 1
         self.stats.models_ready += 1
         return True
