@@ -168,15 +168,15 @@ class EMBridge(nn.Module):
         queries = F.normalize(self.emg.qformer.out(hidden), dim=-1).float()
         v = self.pose(pose)
         loss_nce, logits = best_query_info_nce(queries, v, self.temperature())
-        logs = {"nce": float(loss_nce), "tau": self.temperature.temperature}
+        logs = {"nce": float(loss_nce.detach()), "tau": self.temperature.temperature}
         loss = loss_nce
         if self.w_cascle and len(self.centroids):
             targets = cascle_targets(v, self.centroids, self.top_k, self.community_temperature)
             loss_c = cascle_loss(logits, targets)
             loss = loss + self.w_cascle * loss_c
-            logs["cascle"] = float(loss_c)
+            logs["cascle"] = float(loss_c.detach())
         if self.w_mprl:
             loss_m = self.mprl(hidden, tokens, pose)
             loss = loss + self.w_mprl * loss_m
-            logs["mprl"] = float(loss_m)
+            logs["mprl"] = float(loss_m.detach())
         return loss, logs

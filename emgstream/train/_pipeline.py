@@ -84,14 +84,21 @@ def load_splits(recipe: Recipe) -> Splits:
     prep = preprocessing(recipe)
     t0 = time.perf_counter()
 
-    def streams(group):
-        return [synth.generate_session(u, session=s, duration_s=d.seconds)
+    seen, unseen = list(synth.GESTURES), list(synth.UNSEEN_GESTURES)
+
+    def streams(group, gestures, seconds):
+        return [synth.generate_session(u, session=s, duration_s=seconds, gestures=gestures)
                 for u in group for s in range(d.sessions)]
 
-    seen, unseen = list(synth.GESTURES), list(synth.UNSEEN_GESTURES)
-    train = windows_from_streams(streams(users[:n_train]), prep, d.stride, exclude=tuple(unseen))
-    probe = windows_from_streams(streams(users[n_train:n_train + d.probe_users]), prep, d.stride)
-    test = windows_from_streams(streams(users[n_train + d.probe_users:]), prep, d.stride)
+    held_out = users[n_train:]
+    train = windows_from_streams(streams(users[:n_train], seen, d.seconds), prep, d.stride,
+                                 exclude=tuple(unseen))
+    probe = windows_from_streams(
+        streams(held_out[:d.probe_users], seen, d.seconds)
+        + streams(held_out[:d.probe_users], unseen, d.unseen_seconds), prep, d.stride)
+    test = windows_from_streams(
+        streams(held_out[d.probe_users:], seen, d.seconds)
+        + streams(held_out[d.probe_users:], unseen, d.unseen_seconds), prep, d.stride)
     logger.info("synthetic data: %d/%d/%d windows (train/probe/test) in %.1f s",
                 len(train), len(probe), len(test), time.perf_counter() - t0)
     return Splits(train, probe, test, seen, unseen)
@@ -257,7 +264,7 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
             "preprocessing": asdict(preprocessing(recipe)),
             "bank": {k: torch.from_numpy(v) for k, v in bank.items()},
             "provenance": {"recipe": recipe.to_dict(), "seed": recipe.seed,
-                           "torch": torch.__version__, "world_size": env.world_size,
+                           "torch": str(torch.__version__), "world_size": env.world_size,
                            "device": str(env.device)},
             "metrics": metrics,
         }, path)

@@ -19,7 +19,7 @@ aligned = "align-cpep"          # which alignment the deployed model is made fro
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ._trainer import StageConfig
@@ -45,7 +45,8 @@ class DataConfig:
     probe_users: int = 2
     test_users: int = 2
     sessions: int = 2
-    seconds: float = 60.0  #: per session
+    seconds: float = 60.0  #: per session of the training gestures
+    unseen_seconds: float = 30.0  #: per session of the unseen gestures (probe and test users)
     window: int = 800  #: samples (400 ms at 2 kHz)
     hop: int = 40  #: live hop in samples (20 ms at 2 kHz)
     stride: int = 200  #: offline stride between training windows
@@ -87,11 +88,23 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: dict[str, StageConfig] = field(default_factory=dict)
     path: Path | None = None  #: the TOML file it came from
+    steps_scale: float = 1.0  #: set by :meth:`scaled` (``emgstream train --steps-scale``)
 
     @property
     def out_dir(self) -> Path:
         base = self.path.parent if self.path is not None else Path.cwd()
         return (base / self.out).resolve()
+
+    def scaled(self, factor: float) -> "Recipe":
+        """The same recipe with every stage's steps (and restart period) times ``factor``."""
+        if factor == 1.0:
+            return self
+        stages = {}
+        for name, st in self.stages.items():
+            restart = max(1, round(st.restart_steps * factor)) if st.restart_steps else None
+            steps = st.steps if name == "head" else max(1, round(st.steps * factor))
+            stages[name] = replace(st, steps=steps, restart_steps=restart)
+        return replace(self, stages=stages, steps_scale=self.steps_scale * factor)
 
     def to_dict(self) -> dict:
         d = asdict(self)
