@@ -1,4 +1,4 @@
-"""Start the window: QApplication, model, pipeline factory, optional auto-close."""
+"""Start the window: QApplication, model, optional auto-close and screenshot."""
 
 from __future__ import annotations
 
@@ -22,22 +22,32 @@ logger = logging.getLogger(__name__)
 def run_demo_window(source_uri: str, model_path: str | Path, *, duration: float | None = None,
                     record_dir: str | Path = "recordings",
                     config: PipelineConfig | None = None,
-                    started_at: float | None = None) -> int:
+                    started_at: float | None = None,
+                    screenshot: str | Path | None = None) -> int:
     """Open the window on ``source_uri`` with the model file ``model_path`` and run Qt's
     event loop until the window is closed (or ``duration`` seconds have passed).
 
     Returns the application's exit code. Closing the window stops the pipeline's threads.
     ``started_at`` (``time.perf_counter()`` at program start) dates the time to the first
-    gesture on screen.
+    gesture on screen. ``screenshot``: a PNG of the window saved just before it closes
+    after ``duration``.
     """
+    if screenshot is not None and duration is None:
+        raise ValueError("a screenshot is taken at the end of 'duration'; give a duration")
     t0 = time.perf_counter() if started_at is None else started_at
     model = load_model_file(model_path)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = LiveDemoWindow(model, source_uri, config=config, record_dir=record_dir,
                             model_path=model_path, started_at=t0)
     window.show()
+
+    def finish() -> None:
+        if screenshot is not None and not window.grab().save(str(screenshot)):
+            logger.error("could not save the screenshot to %s", screenshot)
+        window.close()
+
     if duration is not None:
-        QtCore.QTimer.singleShot(int(duration * 1000), window.close)
+        QtCore.QTimer.singleShot(int(duration * 1000), finish)
     code = app.exec()
     if window.first_event_s is not None:
         logger.info("first gesture on screen %.2f s after start", window.first_event_s)

@@ -178,7 +178,7 @@ class SpectrumView(pg.PlotWidget):
         self.setLabel("bottom", "frequency", units="Hz")
         self.setLabel("left", "power (µV²/Hz)")
         self.getAxis("left").enableAutoSIPrefix(False)
-        self.setTitle("Spectrum (latest second)", color="k", size="11pt")
+        self.setTitle("Spectrum of the filtered stream (latest second)", color="k", size="11pt")
         self._curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
         self._mains_lines = []
         self.set_rate(sample_rate, mains)
@@ -191,9 +191,12 @@ class SpectrumView(pg.PlotWidget):
         nyquist = self.sample_rate / 2
         if mains:
             for k in range(1, min(int(nyquist // mains), 4) + 1):
-                line = pg.InfiniteLine(k * mains, angle=90,
-                                       pen=pg.mkPen("#d62728", width=1,
-                                                    style=QtCore.Qt.PenStyle.DashLine))
+                line = pg.InfiniteLine(
+                    k * mains, angle=90,
+                    pen=pg.mkPen("#d62728", width=1, style=QtCore.Qt.PenStyle.DashLine),
+                    label=f"mains {mains:g} Hz" if k == 1 else None,
+                    labelOpts={"position": 0.08, "color": "#d62728", "fill": "#ffffffcc",
+                               "anchors": [(0, 1), (0, 1)]})
                 self.addItem(line)
                 self._mains_lines.append(line)
         self.setXRange(0, min(nyquist, 500.0), padding=0.0)

@@ -75,8 +75,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         Where the record button writes ``<time>.h5`` files.
     model_path : path, optional
         The model's file, for offline calibration (which runs in a subprocess on it).
-    mains : float or None
-        Mains frequency marked on the spectrum.
+    mains : float, optional
+        Mains frequency marked on the spectrum; default: the model's notch, else 50 Hz.
     started_at : float, optional
         ``time.perf_counter()`` when the program started, so that :attr:`first_event_s`
         (time to the first gesture on screen) includes start-up; default: now.
@@ -98,7 +98,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     def __init__(self, model: ModelFile, source_uri: str, *,
                  config: PipelineConfig | None = None, record_dir: str | Path = "recordings",
-                 model_path: str | Path | None = None, mains: float | None = 50.0,
+                 model_path: str | Path | None = None, mains: float | None = None,
                  started_at: float | None = None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("emgstream live demo")
@@ -106,7 +106,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self._config = PipelineConfig() if config is None else config
         self._record_dir = Path(record_dir)
         self._model_path = None if model_path is None else Path(model_path)
-        self._mains = mains
+        self._mains = mains or model.preprocessing.notch or 50.0
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cpu = CpuMeter()
         self._frame_times: collections.deque[float] = collections.deque()

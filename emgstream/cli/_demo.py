@@ -18,10 +18,12 @@ import click
                                       "the window is closed or Ctrl-C).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Confidence below which no gesture is shown (default: the pipeline's).")
+@click.option("--screenshot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+              help="Save a picture of the window when --duration ends (for docs).")
 @click.option("--record-dir", type=click.Path(file_okay=False), default="recordings",
               show_default=True, help="Where the window's record button writes HDF5 files.")
 def demo(source_uri: str, model_path: str | None, headless: bool, duration: float | None,
-         threshold: float | None, record_dir: str) -> None:
+         threshold: float | None, screenshot: str | None, record_dir: str) -> None:
     """Open the live demo window: traces, spectrum, RMS around the band, the recognised
     gesture, stream health and online personalization.
 
@@ -46,6 +48,8 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
                 "the shipped model (models/default.emgm) is not installed; "
                 "pass one with --model FILE")
         model_path = str(shipped)
+    if screenshot is not None and (headless or duration is None):
+        raise click.UsageError("--screenshot needs the window and a --duration")
     if headless:
         _run_headless(source_uri, model_path, config, duration, t0)
         return
@@ -59,7 +63,7 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
 
     try:
         code = run_demo_window(source_uri, model_path, config=config, duration=duration,
-                               record_dir=record_dir, started_at=t0)
+                               record_dir=record_dir, started_at=t0, screenshot=screenshot)
     except ModelFileError as err:
         raise click.ClickException(str(err)) from err
     if code:
