@@ -83,11 +83,12 @@ class TracesView(pg.PlotWidget):
         first = int(np.searchsorted(timestamps, t_end - self.seconds))
         index, y = decimate_minmax(samples[first:], self.max_points)
         t = timestamps[first:][index] - t_end
-        # Scale from a robust amplitude (median over channels of the 98th percentile of
-        # |x| in the decimated envelope), smoothed so that one burst does not make the plot
+        # Scale from a robust amplitude (upper quartile over channels of each channel's
+        # 98th percentile of |x| in the decimated envelope: neither one saturated electrode
+        # nor a few dead ones set it), smoothed so that one burst does not make the plot
         # jump; traces are clipped to their lane so a strong contraction never hides its
         # neighbours.
-        spread = 2.2 * float(np.median(np.percentile(np.abs(y), 98, axis=0))) + 1e-6
+        spread = 2.2 * float(np.percentile(np.percentile(np.abs(y), 98, axis=0), 75)) + 1e-6
         self._scale = spread if self._scale is None else 0.9 * self._scale + 0.1 * spread
         lanes = np.clip(y / self._scale, -0.55, 0.55) + self._lanes  # (m, channels)
         n_ch = lanes.shape[1]
