@@ -157,6 +157,21 @@ def test_record_button_writes_the_standard_hdf5(qapp, running_window):
     assert np.all(np.diff(rec.time) > 0)
 
 
+def test_a_recording_replays_through_the_window(qapp, test_model, running_window):
+    path = running_window.last_recording
+    if path is None:
+        pytest.skip("needs the recording of test_record_button_writes_the_standard_hdf5")
+    window = open_window(qapp, test_model, uri=f"replay://{path}?loop=1",
+                         record_dir=path.parent)
+    try:
+        assert window.pipeline is not None, window.statusBar().currentMessage()
+        assert window.source.info.kind == "replay"
+        assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 10)
+        assert "replay://" in window.source_panel.current_label.text()
+    finally:
+        window.close()
+
+
 @pytest.mark.slow
 def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_window, tmp_path):
     adapt = pytest.importorskip("emgstream.adapt")

@@ -35,6 +35,8 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
     and --headless on a machine without a display (events as JSON lines; the statistics
     go to stderr when it stops).
     """
+    import os
+    import sys
     import time
 
     t0 = time.perf_counter()
@@ -53,6 +55,11 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
     if headless:
         _run_headless(source_uri, model_path, config, duration, t0)
         return
+    if sys.platform.startswith("linux") and not any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        raise click.ClickException(
+            "no display to open the window on (DISPLAY is not set); use --headless, or "
+            "QT_QPA_PLATFORM=offscreen with --screenshot")
     try:
         from apps.live_demo import run_demo_window
     except ImportError as err:
