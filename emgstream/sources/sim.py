@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _SPIN_S = 0.001  # wake this early and spin the rest: sleep() overshoots by up to ~1 ms
 _MAX_CATCH_UP_S = 1.0  # a consumer late by more than this gets the backlog in 1 s pieces
+_BLOCK_S = 0.25  # generate this much at a time: the generator's cost is mostly per call
 
 
 class SimSource(Source):
@@ -125,6 +126,7 @@ class SimSource(Source):
         from pylsl import local_clock
 
         self._generator = self._make_generator()
+        self._buffer = (np.zeros((0, self._n_channels), np.float32), np.zeros(0, np.int16))
         self._info = StreamInfo(
             name=f"sim-u{self._user}-s{self._session}", n_channels=self._n_channels,
             sample_rate=self._rate, device_id=f"sim-{self._seed}-{self._user}-{self._session}",
@@ -158,12 +160,21 @@ class SimSource(Source):
             due = int((self._clock() - self._t0) * self._rate) - self._sent
             n = max(n, min(due // n * n, int(_MAX_CATCH_UP_S * self._rate) // n * n or n))
             self._update_stats(backlog=max(0, due - n))
-        samples, labels, _ = self._generator.generate(n)
+        samples, labels = self._take(n)
         timestamps = self._t0 + (self._sent + np.arange(n)) / self._rate
         self._sent += n
         self._note_transitions(labels, timestamps)
         self.last_labels = labels
         return samples, timestamps
+
+    def _take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        emg, labels = self._buffer
+        if len(emg) < n:
+            more, more_labels, _ = self._generator.generate(
+                max(n - len(emg), round(_BLOCK_S * self._rate)))
+            emg, labels = np.concatenate([emg, more]), np.concatenate([labels, more_labels])
+        self._buffer = (emg[n:], labels[n:])
+        return emg[:n], labels[:n]
 
     def _note_transitions(self, labels: np.ndarray, timestamps: np.ndarray) -> None:
         changes = np.flatnonzero(np.diff(labels, prepend=self._last_label))

@@ -130,6 +130,7 @@ class SynthStream:
         wander = frames[:, N_DOFS + N_MUSCLES:]
         emg = self._emg(index, activation, wander)
         self._sent = stop
+        self._forget_plan_before(min(stop, (self._frame0 + len(self._frames)) * self._step))
         return emg.astype(np.float32), labels, pose
 
     # -- 1. plan ---------------------------------------------------------------------------
@@ -163,6 +164,14 @@ class SynthStream:
         self._seg_drive.append((self._drive_end, drive))
         self._q_end, self._drive_end = q, drive
         self._plan_end += length
+
+    def _forget_plan_before(self, sample: int) -> None:
+        """Drop segments that ended before ``sample`` (an endless stream stays small)."""
+        cut = int(np.searchsorted(self._seg_start, sample, side="right")) - 1
+        if cut > 0:
+            for seq in (self._seg_start, self._seg_label, self._seg_move, self._seg_q,
+                        self._seg_drive):
+                del seq[:cut]
 
     def _add_spike(self, start: int) -> None:
         rng = self._plan_rng
