@@ -329,12 +329,15 @@ def _source_steps(n: int, config: EvalConfig) -> int:
 
 def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing, class_names,
              config: EvalConfig = EvalConfig(), leave_one_out: bool = False,
-             show_progress: bool = True) -> dict:
+             folds: int | None = None, show_progress: bool = True) -> dict:
     """Run the protocol; returns ``{"rows": [per user x method dicts], "summary": ...}``.
 
     ``users``: name -> :class:`UserData`. With ``leave_one_out`` every test user gets a
-    source model trained on all other users in ``train_users``; otherwise one source model
-    is trained on ``train_users`` and adapted to each test user.
+    source model trained on all other users in ``train_users``; ``folds=k`` (with
+    ``leave_one_out``) is the cheaper k-fold version: ``test_users`` split into k contiguous
+    folds, each fold's users scored with a source model trained on the users outside the
+    fold (k = number of users is leave-one-out). Otherwise one source model is trained on
+    ``train_users`` and adapted to each test user.
     """
     from tqdm.auto import tqdm
 
@@ -358,10 +361,18 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         parts = [cut_windows(getattr(users[u], block), preprocessing, step) for u in names]
         return Windows.concat(parts)
 
+    held_out = {u: [u] for u in test_users}
+    if leave_one_out and folds is not None:
+        if not 2 <= folds <= len(test_users):
+            raise ValueError(f"folds must lie in [2, {len(test_users)}], got {folds}")
+        for part in np.array_split(np.arange(len(test_users)), folds):
+            for i in part:
+                held_out[test_users[i]] = [test_users[j] for j in part]
     rows, source, source_users = [], None, None
     bar = tqdm(total=len(test_users), desc="users", unit="user", disable=not show_progress)
     for user in test_users:
-        train_names = [u for u in train_users if u != user] if leave_one_out else list(train_users)
+        train_names = ([u for u in train_users if u not in held_out[user]] if leave_one_out
+                       else list(train_users))
         if source is None or train_names != source_users:
             t0 = time.perf_counter()
             src = Windows.concat([windows_of(train_names, "first", stride(config.train_stride_s)),
@@ -405,7 +416,8 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         bar.update(1)
     bar.close()
     result = {"rows": rows, "summary": summarise(rows),
-              "protocol": {"leave_one_out": leave_one_out, "train_users": list(train_users),
+              "protocol": {"leave_one_out": leave_one_out, "folds": folds,
+                           "train_users": list(train_users),
                            "test_users": list(test_users),
                            "preprocessing": asdict(preprocessing),
                            "config": _jsonable(asdict(config))},
@@ -477,7 +489,10 @@ def write_results(result: dict, out_dir) -> dict:
         writer.writeheader()
         writer.writerows(result["rows"])
     p = result["protocol"]
-    md = [f"Protocol: {'leave-one-user-out' if p['leave_one_out'] else 'train once'}; "
+    scheme = "train once"
+    if p["leave_one_out"]:
+        scheme = f"{p['folds']}-fold cross-user" if p.get("folds") else "leave-one-user-out"
+    md = [f"Protocol: {scheme}; "
           f"train users {p['train_users']}; test users {p['test_users']}; "
           f"wall time {result['wall_seconds']:.0f} s.", "", markdown_table(result), "",
           "Accuracy per user (%):", "", per_user_table(result), ""]

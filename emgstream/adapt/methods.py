@@ -57,6 +57,7 @@ class AdaptConfig:
     """Hyper-parameters of every method (see the module docstring for their origin)."""
 
     lr: float = 1e-4  #: paper: 1e-7, which does not move the model (measured)
+    ssa_lr: float | None = None  #: stage-1 learning rate; None = ``lr`` (the paper: same)
     betas: tuple[float, float] = (0.5, 0.99)
     weight_decay: float = 3e-4
     batch_size: int = 64
@@ -184,9 +185,10 @@ class _Run:
         idx = torch.randperm(len(x), generator=self.generator)[:config.guard_windows]
         self.reference = x[idx]
 
-    def _optimizer(self, params):
+    def _optimizer(self, params, lr=None):
         c = self.config
-        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        return torch.optim.Adam(params, lr=lr or c.lr, betas=c.betas,
+                                weight_decay=c.weight_decay)
 
     def _batches(self, index: torch.Tensor):
         order = index[torch.randperm(len(index), generator=self.generator)]
@@ -226,7 +228,7 @@ class _Run:
         enc = self.student.encoder
         head = SSAHead(enc.config.d_model, enc.n_patches, c.steps, c.future)
         # the classifier and projection get no gradient from L_C; only the encoder and g, W_k
-        optimizer = self._optimizer([*enc.parameters(), *head.parameters()])
+        optimizer = self._optimizer([*enc.parameters(), *head.parameters()], c.ssa_lr)
         guard = self._guard({"student": self.student, "head": head, "optimizer": optimizer})
         everything = torch.arange(len(self.x))
         for _ in range(c.ssa_epochs):

@@ -223,6 +223,9 @@ def _user_list(text):
 @click.option("--users", default=None,
               help="Comma-separated users for leave-one-user-out (3DC: 1,2,... or "
                    "Participant1,...; synth: indices).")
+@click.option("--folds", type=int, default=None,
+              help="With --users: k-fold instead of leave-one-out (k source models; each "
+                   "user is still scored by a model that never saw them).")
 @click.option("--train-users", default=None, help="Train the source model once on these...")
 @click.option("--test-users", default=None, help="...and adapt to each of these.")
 @click.option("--rows", default=None,
@@ -242,7 +245,7 @@ def _user_list(text):
               help="Seconds per generated synthetic session.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @_adapt_options
-def eval_(dataset, root, users, train_users, test_users, rows, output, source_epochs,
+def eval_(dataset, root, users, folds, train_users, test_users, rows, output, source_epochs,
           mae_epochs, train_stride, epochs_scale, synth_duration, threads, lr, xi,
           n_consecutive, renormalise, seed):
     """Cross-user evaluation of source-free adaptation.
@@ -311,7 +314,13 @@ def eval_(dataset, root, users, train_users, test_users, rows, output, source_ep
     config = dataclasses.replace(base, **changes)
     click.echo(f"{dataset}: {len(data)} users loaded in {time.perf_counter() - t0:.0f} s; "
                f"{'leave-one-out over ' + str(test) if loo else f'train {train}, test {test}'}")
-    result = evaluate(data, train, test, prep, classes, config, leave_one_out=loo)
+    if folds is not None and not loo:
+        raise click.UsageError("--folds goes with --users")
+    try:
+        result = evaluate(data, train, test, prep, classes, config, leave_one_out=loo,
+                          folds=folds)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
     paths = write_results(result, output)
     click.echo(markdown_table(result))
     click.echo("")

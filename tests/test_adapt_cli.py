@@ -1,0 +1,107 @@
+"""``emgstream calibrate`` on a tiny recording and ``emgstream eval`` on a tiny config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from emgstream.cli import main
+from emgstream.io import RecordingWriter
+from emgstream.modelfile import load_model_file, save_model_file
+from emgstream.sources import StreamInfo
+from emgstream.train import make_test_model
+
+
+def _recording(path, n_channels, rate, seconds, labels=None, user="u0", session="s0",
+               class_names=None, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    emg = (rng.standard_normal((n, n_channels)) * 30).astype(np.float32)
+    emg[:, 0] *= 1 + np.arange(n) % 400 / 100  # some structure over time
+    info = StreamInfo("test", n_channels, rate)
+    with RecordingWriter(path, info, user=user, session=session,
+                         class_names=class_names) as w:
+        w.append(emg, np.arange(n) / rate, labels=labels)
+    return path
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    mf = make_test_model(n_channels=4, rate=500.0, window_s=0.2, hop_s=0.05, seed=2)
+    return save_model_file(tmp_path / "base.emgm", mf)
+
+
+def test_calibrate_from_recording(tmp_path, model_path):
+    rec = _recording(tmp_path / "rec.h5", 4, 500.0, 5.0)
+    out = tmp_path / "bob.emgm"
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(model_path), "--user", "bob",
+                                       "--from", str(rec), "-o", str(out), "--xi", "0.0",
+                                       "--n-consecutive", "1", "--lr", "1e-3"])
+    assert result.exit_code == 0, result.output
+    assert "pseudo-labels accepted: 100.0 %" in result.output
+    assert "agreement with the source model" in result.output
+    assert "class balance" in result.output
+    mf = load_model_file(out)
+    assert mf.provenance["personalized_for"] == "bob"
+    adaptation = mf.provenance["adaptation"]
+    assert adaptation["method"] == "emg-up" and adaptation["steps"] > 0
+    base = load_model_file(model_path)
+    changed = [k for k in base.weights if not np.array_equal(base.weights[k], mf.weights[k])]
+    assert "encoder.tokenizer.weight" in changed and "classifier.weight" in changed
+
+
+def test_calibrate_refuses_mismatched_recording(tmp_path, model_path):
+    rec = _recording(tmp_path / "rec.h5", 6, 500.0, 2.0)
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(model_path), "--user", "bob",
+                                       "--from", str(rec)])
+    assert result.exit_code != 0
+    assert "6 channels" in result.output and "4 channels" in result.output
+    assert not (tmp_path / "base-bob.emgm").exists()
+
+
+def test_calibrate_needs_source_or_recording(model_path):
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(model_path), "--user", "x"])
+    assert result.exit_code != 0 and "either SOURCE" in result.output
+
+
+def test_calibrate_from_simulated_source(tmp_path, model_path):
+    out = tmp_path / "sim.emgm"
+    result = CliRunner().invoke(main, ["calibrate", "sim://?channels=4&rate=500&realtime=0",
+                                       "--model", str(model_path), "--user", "sim",
+                                       "--duration", "6", "-o", str(out), "--method", "ssp",
+                                       "--xi", "0.0", "--n-consecutive", "1"])
+    assert result.exit_code == 0, result.output
+    assert "windows from 6.0 s of EMG" in result.output
+    assert load_model_file(out).provenance["personalized_for"] == "sim"
+
+
+@pytest.mark.slow
+def test_eval_tiny_hdf5(tmp_path):
+    """Train once, adapt to one user, every row; checks the files and the table."""
+    classes = ["rest", "a", "b"]
+    rate = 500.0
+    for u in range(3):
+        for s in range(2):
+            n = int(16 * rate)
+            labels = (np.arange(n) // int(rate) % 3).astype(np.int16)
+            path = tmp_path / "data" / f"u{u}_s{s}.h5"
+            path.parent.mkdir(exist_ok=True)
+            _recording(path, 4, rate, 16.0, labels=labels, user=f"u{u}", session=f"s{s}",
+                       class_names=classes, seed=10 * u + s)
+    out = tmp_path / "res"
+    result = CliRunner().invoke(main, [
+        "eval", "--dataset", "hdf5", "--root", str(tmp_path / "data"), "--train-users",
+        "u0,u1", "--test-users", "u2", "--source-epochs", "1", "--mae-epochs", "1",
+        "--epochs-scale", "0.2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    methods = {r["method"] for r in res["rows"]}
+    assert methods == {"upper-bound", "source-only", "ssa", "ssp", "emg-up", "adabn",
+                       "shot-im", "pseudo-label"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in res["rows"])
+    assert (out / "per_user.csv").read_text().count("\n") == 9
+    assert "| emg-up |" in (out / "results.md").read_text()
+    assert "| source-only |" in result.output
