@@ -51,6 +51,14 @@ def test_unlabelled_and_excluded_samples_never_in_a_window():
         WindowDataset([_stream(labels)], WindowSpec(3, 1), exclude=["moonwalk"])
 
 
+def test_excluded_class_is_dropped_from_class_names_and_labels_renumbered():
+    ds = WindowDataset([_stream([0] * 5 + [1] * 5 + [2] * 5)], WindowSpec(3, 1),
+                       exclude=["fist"])
+    assert ds.class_names == ["rest", "unseen"]
+    assert sorted(set(ds.window_labels)) == [0, 1]
+    assert ds[len(ds) - 1]["label"] == 1  # the "unseen" windows at the end
+
+
 def test_windows_never_cross_streams_and_users_are_indexed():
     a = _stream([1] * 10, user="alice")
     b = _stream([1] * 10, user="bob", seed=1)

@@ -92,7 +92,9 @@ class WindowDataset:
     pure : bool
         Skip windows whose samples do not all carry the window's label.
     exclude : sequence of str
-        Class names whose samples no window may contain (held-out gestures).
+        Class names whose samples no window may contain (held-out gestures). They are
+        dropped from :attr:`class_names` and the labels renumbered to match, so
+        :attr:`class_names` is what a classifier trained on the dataset outputs.
     labelled : bool
         Require a label (>= 0) at the window's last sample.
     with_pose : bool, optional
@@ -136,16 +138,18 @@ class WindowDataset:
                 f"{preprocessing.sample_rate:g} Hz, the data is {self.n_channels} ch @ "
                 f"{self.sample_rate:g} Hz")
         named = [h for h in headers if h["class_names"]]
-        self.class_names: list[str] = list(named[0]["class_names"]) if named else []
+        source_names = list(named[0]["class_names"]) if named else []
         for h in named[1:]:
-            if list(h["class_names"]) != self.class_names:
+            if list(h["class_names"]) != source_names:
                 raise ValueError(f"{h['name']} has classes {h['class_names']}, "
-                                 f"{named[0]['name']} has {self.class_names}")
-        unknown = set(exclude) - set(self.class_names)
+                                 f"{named[0]['name']} has {source_names}")
+        unknown = set(exclude) - set(source_names)
         if unknown:
             raise ValueError(f"exclude names classes {sorted(unknown)} that are not among "
-                             f"{self.class_names}")
+                             f"{source_names}")
         self.exclude = tuple(exclude)
+        self.class_names: list[str] = [c for c in source_names if c not in self.exclude]
+        self._source_class_names = source_names
         has_pose = all(h["pose"] is not None for h in headers)
         if with_pose and not has_pose:
             missing = next(h["name"] for h in headers if h["pose"] is None)
@@ -167,11 +171,12 @@ class WindowDataset:
         labels, pose = header["labels"], header["pose"] if self.with_pose else None
         n, w = len(labels), self.spec.window
         if n < w:
-            return _Entry(source, self.users.index(header["user"]), n, np.zeros(0, bool), labels)
+            return _Entry(source, self.users.index(header["user"]), n, np.zeros(0, bool),
+                          self._relabel(labels))
         last = labels[w - 1:]
         valid = last >= 0 if self._labelled else np.ones(n - w + 1, bool)
         if self.exclude:
-            codes = [self.class_names.index(c) for c in self.exclude]
+            codes = [self._source_class_names.index(c) for c in self.exclude]
             valid &= _window_count(np.isin(labels, codes), w) == 0
             valid &= ~np.isin(last, codes)
         if self._pure:
@@ -179,7 +184,16 @@ class WindowDataset:
                                    w, skip_first=True) == 0
         if pose is not None:
             valid &= _window_count(np.all(np.abs(pose) < _IK_FAILURE_RAD, axis=1), w) == 0
-        return _Entry(source, self.users.index(header["user"]), n, valid, labels)
+        return _Entry(source, self.users.index(header["user"]), n, valid,
+                      self._relabel(labels))
+
+    def _relabel(self, labels: np.ndarray) -> np.ndarray:
+        """Source class codes -> codes into :attr:`class_names` (excluded classes -> -1)."""
+        if not self.exclude:
+            return labels
+        table = np.array([self.class_names.index(c) if c in self.class_names else -1
+                          for c in self._source_class_names] + [-1], np.int16)
+        return table[labels]  # label -1 picks the appended -1
 
     def _nominal_starts(self, entry: _Entry) -> np.ndarray:
         starts = np.arange(0, len(entry.valid), self.spec.stride)
