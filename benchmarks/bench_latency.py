@@ -40,7 +40,8 @@ def _load_model(path: str | None):
     return make_test_model(), "make_test_model() (random weights: no shipped model found)"
 
 
-def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int) -> dict:
+def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int,
+                 realtime: int = 0) -> dict:
     from emgstream.pipeline import Pipeline, PipelineConfig
     from emgstream.sources import open_source
 
@@ -50,10 +51,18 @@ def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int) -
     started = []
 
     def on_event(event):
-        if event.emitted - started[0] >= warmup:
+        if warmup <= event.emitted - started[0] < warmup + seconds:
             latencies.append(event.latency)
 
-    config = PipelineConfig(emit="hop", adapt=adapt, adapt_nice=nice)
+    adapt_config = None
+    if adapt and model.provenance.get("trained") is False:
+        from emgstream.adapt import OnlineConfig
+
+        # an untrained model is never confident: accept every pseudo-label so that the
+        # adapter really trains at every call (the heaviest load it can put on the cores)
+        adapt_config = OnlineConfig(xi=0.0, n_consecutive=1)
+    config = PipelineConfig(emit="hop", adapt=adapt, adapt_nice=nice,
+                            realtime_priority=realtime, adapt_config=adapt_config)
     pipeline = Pipeline(open_source(uri), model, config)
     pipeline.subscribe(on_event)
     cpu0 = time.process_time()
@@ -77,27 +86,33 @@ def bench_latency(model, seconds: float, warmup: float) -> None:
           f" window {p.window} ({p.window / p.sample_rate * 1e3:.0f} ms), hop {p.hop} "
           f"({p.hop / p.sample_rate * 1e3:.0f} ms), {seconds:g} s after {warmup:g} s warm-up, "
           f"{os.cpu_count()} cores\n")
-    rows = [("no adaptation", _latency_run(model, seconds, warmup, False, 0))]
+    rows = []
     try:
         from emgstream.adapt import OnlineAdapter  # noqa: F401
         have_adapter = True
     except ImportError:
         have_adapter = False
-    if have_adapter:
-        rows.append(("online adaptation, nice 10", _latency_run(model, seconds, warmup, True,
-                                                                10)))
-        rows.append(("online adaptation, nice 0", _latency_run(model, seconds, warmup, True,
-                                                               0)))
-    print("| run | hops | p50 ms | p99 ms | max ms | skipped hops | model swaps | CPU (cores) |")
+    for realtime in (0, 10):
+        label = ", SCHED_FIFO 10" if realtime else ""
+        rows.append((f"no adaptation{label}",
+                     _latency_run(model, seconds, warmup, False, 0, realtime)))
+        if have_adapter:
+            rows.append((f"online adaptation (nice 10){label}",
+                         _latency_run(model, seconds, warmup, True, 10, realtime)))
+    print("| run | hops | p50 ms | p99 ms | max ms | skipped hops | model swaps | "
+          "CPU of the pipeline process (cores) |")
     print("|---|---|---|---|---|---|---|---|")
-    base = rows[0][1]
     for name, r in rows:
         print(f"| {name} | {r['hops']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | "
               f"{r['skipped']} | {r['swaps']} | {r['cpu']:.2f} |")
-    for name, r in rows[1:]:
-        print(f"\n{name}: p99 {r['p99'] / base['p99']:.2f}x the run without adaptation"
-              + (f"; adaptation failed: {r['adapt_error']}" if r["adapt_error"] else "")
-              + (f"; adapter stats: {r['adaptation']}" if r["adaptation"] is not None else ""))
+    print(f"\nload average during the runs: {os.getloadavg()[0]:.1f} (1 min)")
+    base = {name: r for name, r in rows if name.startswith("no adaptation")}
+    for name, r in rows:
+        if name.startswith("online"):
+            ref = base[name.replace("online adaptation (nice 10)", "no adaptation")]
+            print(f"\n{name}: p99 {r['p99'] / ref['p99']:.2f}x the same run without adaptation"
+                  + (f"; adaptation failed: {r['adapt_error']}" if r["adapt_error"] else "")
+                  + (f"; adapter: {r['adaptation']}" if r["adaptation"] is not None else ""))
     if not have_adapter:
         print("\nonline adaptation: not measured (emgstream.adapt.OnlineAdapter not available)")
 

@@ -37,10 +37,13 @@ import click
 @click.option("--save-adapted", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="With --adapt: write the personalized model file here on exit.")
 @click.option("--user", default="", help="User id for --record and --save-adapted.")
+@click.option("--realtime-priority", type=click.IntRange(0, 99), default=0, show_default=True,
+              metavar="N", help="Run acquisition and inference under SCHED_FIFO at priority N "
+              "(Linux, root or CAP_SYS_NICE); keeps latency low on a busy machine.")
 def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoothing: str,
         smoothing_hops: int, debounce: int, every_hop: bool, as_json: bool,
         lsl_markers: str | None, duration: float | None, record_path: str | None,
-        save_adapted: str | None, user: str) -> None:
+        save_adapted: str | None, user: str, realtime_priority: int) -> None:
     """Recognise gestures live on SOURCE (lsl://name=EMG, serial:///dev/ttyUSB0,
     replay://rec.h5, sim://?channels=16).
 
@@ -67,7 +70,8 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
         model = load_model_file(model_path)
         config = PipelineConfig(smoothing=smoothing, smoothing_hops=smoothing_hops,
                                 threshold=threshold, debounce=debounce,
-                                emit="hop" if every_hop else "change", adapt=adapt)
+                                emit="hop" if every_hop else "change", adapt=adapt,
+                                realtime_priority=realtime_priority)
         pipeline = Pipeline(open_source(source), model, config)
     except (ModelFileError, ValueError) as err:
         raise click.ClickException(str(err)) from None

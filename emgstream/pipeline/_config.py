@@ -46,11 +46,16 @@ class PipelineConfig:
         Window of the per-channel RMS in snapshots.
     read_timeout : float
         Longest the acquisition thread blocks in ``source.read``; bounds the stop time.
+    realtime_priority : int
+        0 (default): normal scheduling. 1-99: run the acquisition and inference threads
+        under ``SCHED_FIFO`` at this priority (Linux; needs root or ``CAP_SYS_NICE``, else a
+        warning and normal scheduling), so that a busy machine delays them less.
     adapt : bool
-        Run the online adaptation thread (imports torch via :mod:`emgstream.adapt`).
+        Start online adaptation with the pipeline (:mod:`emgstream.adapt`, torch, in a
+        child process).
     adapt_nice : int
-        Niceness added to the adaptation thread (Linux: per thread), so the torch work
-        yields the cores to acquisition and inference. 0 disables.
+        Niceness added to the adaptation process, so the torch work yields the cores to
+        acquisition and inference. 0 disables.
     adapt_buffer : int
         Most recent windows kept for the adapter between two of its steps.
     adapt_swap_seconds : float
@@ -71,6 +76,7 @@ class PipelineConfig:
     display_seconds: float = 5.0
     rms_seconds: float = 0.2
     read_timeout: float = 0.05
+    realtime_priority: int = 0
     adapt: bool = False
     adapt_nice: int = 10
     adapt_buffer: int = 512
@@ -88,6 +94,11 @@ class PipelineConfig:
             check_positive_float(getattr(self, name), name)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")
+        if isinstance(self.realtime_priority, bool) \
+                or not isinstance(self.realtime_priority, int) \
+                or not 0 <= self.realtime_priority <= 99:
+            raise ValueError(f"realtime_priority must be an integer in [0, 99], got "
+                             f"{self.realtime_priority!r}")
         if isinstance(self.adapt_nice, bool) or not isinstance(self.adapt_nice, int) \
                 or not 0 <= self.adapt_nice <= 19:
             raise ValueError(f"adapt_nice must be an integer in [0, 19], got {self.adapt_nice!r}")

@@ -9,9 +9,10 @@ Threads and what they share
   Windows end at samples ``window + k * hop`` (exclusive). Several windows due at once are
   evaluated in one batch; more than ``max_catchup_hops`` and it skips to the newest, counting
   the skipped hops. ONNX -> softmax -> smoothing -> threshold -> debounce -> events.
-- adaptation (optional, torch): feeds the windows inference evaluated to
-  :class:`emgstream.adapt.OnlineAdapter`, builds the ONNX session of each new model in its own
-  thread and hands it over; inference picks it up at its next hop, never waiting.
+- adaptation (optional): feeds the windows inference evaluated to
+  :class:`emgstream.adapt.OnlineAdapter`, which runs torch in a child process (see
+  ``_adaptation.py``); builds the ONNX session of each model it exports and hands it over;
+  inference picks it up at its next hop, never waiting.
 - recorder (while recording): writes raw chunks to HDF5 so a slow disk never stalls
   acquisition.
 
@@ -21,7 +22,6 @@ Subscribers are called in the inference thread and must return quickly.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import os
 import queue
@@ -38,6 +38,7 @@ from .._checks import check_chunk
 from ..dsp import RingBuffer, make_filter
 from ..modelfile import ModelFile, ModelFileError
 from ..sources import Source, StreamInfo
+from ._adaptation import _AdaptationProcess
 from ._config import PipelineConfig
 from ._decision import GestureEvent, _Decider
 from ._onnx import _Runner, _softmax
@@ -75,7 +76,7 @@ class PipelineStats:
     model_version: int  #: model swaps so far
     recording: str | None  #: path being recorded, or None
     recorded_samples: int
-    adaptation: object | None  #: the adapter's ``stats`` when adaptation has run
+    adaptation: object | None  #: the adapter's latest ``OnlineStats`` once adaptation ran
 
     def summary(self) -> str:
         """Human-readable lines (what ``emgstream run`` prints on exit)."""
@@ -243,8 +244,8 @@ class Pipeline:
         # recording and adaptation
         self._recorder: _Recorder | None = None
         self._last_recording: _Recorder | None = None
-        self._adapter = None
-        self._adapter_lock = threading.Lock()
+        self._adaptation: _AdaptationProcess | None = None
+        self._adapt_swap_lock = threading.Lock()
         self._adapt_thread: threading.Thread | None = None
         self._adapt_stop = threading.Event()
         self._adapt_windows: collections.deque[np.ndarray] | None = None
@@ -312,7 +313,7 @@ class Pipeline:
             was_running = self._state == "running"
             self._state = "stopped"
         if was_running:
-            self.stop_adaptation()
+            self._close_adaptation()
             self._stop_event.set()
             with self._data_ready:
                 self._data_ready.notify_all()
@@ -420,6 +421,7 @@ class Pipeline:
 
     # -- threads ------------------------------------------------------------------------------
     def _acquire(self) -> None:
+        _realtime_scheduling(self._config.realtime_priority)
         source, ring, filt = self._source, self._ring, self._filter
         n_channels, capacity = self._info.n_channels, self._ring.capacity
         timeout = self._config.read_timeout
@@ -484,6 +486,7 @@ class Pipeline:
             self._data_ready.notify_all()
 
     def _infer(self) -> None:
+        _realtime_scheduling(self._config.realtime_priority)
         try:
             self._infer_loop()
         except Exception as err:
@@ -568,11 +571,21 @@ class Pipeline:
 
     # -- adaptation ---------------------------------------------------------------------------
     def start_adaptation(self) -> None:
-        """Start online adaptation (imports torch in the adaptation thread). No-op if on."""
+        """Start (or resume) online adaptation. No-op if it is on.
+
+        The adapter (:class:`emgstream.adapt.OnlineAdapter`, torch) runs in a child process
+        that starts in the background (importing torch takes seconds); a thread of this
+        process feeds it the windows inference evaluated and swaps in the models it exports.
+        See :mod:`emgstream.pipeline._adaptation` for why a process.
+        """
         if not self.is_running:
             raise RuntimeError("start the pipeline before adaptation")
         if self._adapt_thread is not None and self._adapt_thread.is_alive():
             return
+        if self._adaptation is None or not self._adaptation.alive:
+            self._adaptation = _AdaptationProcess(
+                self._model, self._config.adapt_config, self._config.adapt_nice,
+                self._config.adapt_swap_seconds)
         self._adapt_stop.clear()
         self._adapt_error = None
         self._adapt_windows = collections.deque(maxlen=self._config.adapt_buffer)
@@ -581,7 +594,8 @@ class Pipeline:
         self._adapt_thread.start()
 
     def stop_adaptation(self) -> None:
-        """Stop the adaptation thread; the adapted model stays in use. Idempotent."""
+        """Pause adaptation; the adapted model stays in use and can still be saved or reset.
+        Idempotent."""
         thread = self._adapt_thread
         if thread is None:
             return
@@ -591,66 +605,58 @@ class Pipeline:
         self._adapt_windows = None
 
     def reset_adaptation(self) -> None:
-        """Forget what adaptation learned and go back to the source model."""
-        with self._adapter_lock:
-            if self._adapter is not None:
-                self._adapter.reset()
+        """Forget what adaptation learned and go back to the source model (next hop)."""
+        with self._adapt_swap_lock:
+            if self._adaptation is not None:
+                self._adaptation.reset()
             self.swap_model(self._model.onnx)
 
     def save_personalized(self, path: str | Path, user: str) -> Path:
-        """Write the adapted model as a model file for ``user`` (adaptation must have run)."""
-        with self._adapter_lock:
-            if self._adapter is None:
-                raise RuntimeError("nothing to save: adaptation has not run "
-                                   "(start_adaptation first)")
-            result = self._adapter.save(path, user)
-        return Path(result) if result is not None else Path(path)
+        """Write the adapted model as a model file for ``user``; returns its path.
+
+        Adaptation must have been started (it may be paused). Blocks until the adapter
+        process has written the file.
+        """
+        if self._adaptation is None:
+            raise RuntimeError("nothing to save: adaptation has not run "
+                               "(start_adaptation first)")
+        return self._adaptation.save(path, user)
 
     @property
     def adaptation_running(self) -> bool:
         return self._adapt_thread is not None and self._adapt_thread.is_alive()
 
     @property
-    def adaptation_error(self) -> BaseException | None:
-        """The exception that stopped the adaptation thread, if one did (inference goes on)."""
-        return self._adapt_error
+    def adaptation_error(self) -> str | None:
+        """Why adaptation stopped, if it failed (inference goes on with the last model)."""
+        if self._adapt_error is not None:
+            return f"{type(self._adapt_error).__name__}: {self._adapt_error}"
+        return self._adaptation.error if self._adaptation is not None else None
 
     def _adapt(self) -> None:
-        if self._config.adapt_nice:
-            try:  # Linux: niceness is per thread, so only the torch work yields
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                               self._config.adapt_nice)
-            except (OSError, AttributeError) as err:
-                logger.info("could not lower the adaptation thread's priority: %s", err)
+        process = self._adaptation
         idle = self._model.preprocessing.hop / self._model.preprocessing.sample_rate
-        last_swap = time.monotonic()
-        pending = False  # the adapter has a model newer than the one serving
         try:
-            with self._adapter_lock:
-                if self._adapter is None:
-                    from ..adapt import OnlineAdapter  # torch: only when adaptation is on
-
-                    options = self._config.adapt_config
-                    self._adapter = (OnlineAdapter(self._model) if options is None
-                                     else OnlineAdapter(self._model, options))
             while not self._adapt_stop.is_set() and not self._stop_event.is_set():
+                process.pump()
+                if process.error is not None:
+                    logger.error("adaptation stopped: %s", process.error)
+                    return
                 windows = self._adapt_windows
-                batch = [windows.popleft() for _ in range(len(windows))] if windows else []
-                swapped = False
-                with self._adapter_lock:  # also orders our swaps against reset_adaptation's
-                    if batch:
-                        self._adapter.observe(np.stack(batch))
-                    pending = self._adapter.step() or pending
-                    if pending and time.monotonic() - last_swap >= \
-                            self._config.adapt_swap_seconds:
-                        # the session is built here, never in the inference thread
-                        self.swap_model(self._adapter.export())
-                        last_swap, pending, swapped = time.monotonic(), False, True
-                if not batch and not swapped:
-                    self._adapt_stop.wait(idle)
+                if windows and process.ready:  # before that the child is importing torch
+                    process.observe(np.stack([windows.popleft() for _ in range(len(windows))]))
+                with self._adapt_swap_lock:  # orders our swaps against reset_adaptation's
+                    for onnx_bytes in process.take_models():
+                        self.swap_model(onnx_bytes)  # the session is built here
+                self._adapt_stop.wait(idle)
         except Exception as err:
             logger.exception("adaptation stopped")
             self._adapt_error = err
+
+    def _close_adaptation(self) -> None:
+        self.stop_adaptation()
+        if self._adaptation is not None:
+            self._adaptation.close()
 
     # -- recording ------------------------------------------------------------------------------
     def start_recording(self, path: str | Path, **meta) -> None:
@@ -695,12 +701,9 @@ class Pipeline:
         total = ring.total_written if ring is not None else 0
         recording = self._recorder or self._last_recording
         adaptation = None
-        if self._adapter is not None:
-            adaptation = self._adapter.stats
-            if dataclasses.is_dataclass(adaptation):
-                adaptation = dataclasses.replace(adaptation)
-            elif isinstance(adaptation, dict):
-                adaptation = dict(adaptation)
+        if self._adaptation is not None:
+            self._adaptation.pump()  # also while paused: stats after a reset
+            adaptation = self._adaptation.stats
         return PipelineStats(
             samples=total, effective_rate=float(rate),
             dropped_samples=source_stats.dropped_samples,
@@ -742,3 +745,15 @@ class Pipeline:
                 f"({p.n_channels} ch @ {p.sample_rate:g} Hz, window {p.window}, hop {p.hop}), "
                 f"{self._state}, {self._hops} hops, {self._events} events"
                 f"{', adapting' if self.adaptation_running else ''}>")
+
+
+def _realtime_scheduling(priority: int) -> None:
+    """Put the calling thread under SCHED_FIFO at ``priority`` (0: leave it alone)."""
+    if not priority:
+        return
+    try:  # Linux: the scheduler policy is per thread, addressed by its native id
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
+                              os.sched_param(priority))
+    except (OSError, AttributeError) as err:
+        logger.warning("%s keeps normal scheduling: SCHED_FIFO %d refused (%s)",
+                       threading.current_thread().name, priority, err)

@@ -1,0 +1,202 @@
+"""Online adaptation in a child process, driven by a thread of the pipeline.
+
+Why a process and not only a thread: the adapter's torch work (a Transformer forward and
+backward in many small ops) holds the GIL for most of its time; in a thread of the pipeline's
+process, the inference thread waited for the GIL at every hop, and lowering the thread's
+priority made it worse (the low-priority thread was descheduled while holding the GIL).
+Measured on 2 cores: p99 latency 26-31 ms with the adapter in a thread, against 13 ms without
+adaptation (``benchmarks/bench_latency.py``). In its own process the torch work shares only
+the cores, at the niceness we give it, and the pipeline's process never imports torch.
+
+Protocol over a ``multiprocessing`` pipe between our own two processes (tuples):
+
+- parent -> child: ``("observe", windows)``, ``("reset", epoch)``, ``("save", path, user)``,
+  ``("stop",)``.
+- child -> parent: ``("ready",)``, ``("model", epoch, onnx_bytes)``, ``("stats", stats)``,
+  ``("saved", path)``, ``("failed", message)`` (a save that failed), ``("error", message)``
+  (the adapter died).
+
+Models carry the epoch of the last reset the child had seen, so a model exported before a
+reset but received after it is dropped instead of undoing the reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ..modelfile import ModelFile
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+_START_TIMEOUT = 120.0  # importing torch on a loaded machine takes a while
+_SAVE_TIMEOUT = 120.0
+_STATS_SECONDS = 0.25  # the child reports its stats at most this often
+
+
+class AdaptationError(RuntimeError):
+    """The adaptation process failed (its message says why)."""
+
+
+class _AdaptationProcess:
+    """Parent-side handle of the adapter process. Thread-safe."""
+
+    def __init__(self, model: ModelFile, options, nice: int, swap_seconds: float) -> None:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_child_main,
+                                    args=(child, model, options, nice, swap_seconds),
+                                    name="emgstream-adaptation", daemon=True)
+        self._process.start()
+        child.close()
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._epoch = 0
+        self._models: list[bytes] = []
+        self._replies: list[tuple] = []
+        self.stats = None
+        self.error: str | None = None
+        self.ready = False
+        self._closing = False
+
+    # -- parent -> child ------------------------------------------------------------------
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            try:
+                self._conn.send(message)
+            except (BrokenPipeError, OSError) as err:
+                self.error = self.error or f"the adaptation process is gone: {err}"
+
+    def observe(self, windows: np.ndarray) -> None:
+        self._send(("observe", windows))
+
+    def reset(self) -> None:
+        """Ask for a reset; models exported before it are dropped from now on."""
+        with self._recv_lock:
+            self._epoch += 1
+            self._models.clear()
+            epoch = self._epoch
+        self._send(("reset", epoch))
+
+    def save(self, path: str | Path, user: str) -> Path:
+        with self._recv_lock:
+            self._replies.clear()
+        self._send(("save", str(path), str(user)))
+        deadline = time.monotonic() + _SAVE_TIMEOUT
+        while time.monotonic() < deadline:
+            self.pump(timeout=0.1)
+            with self._recv_lock:
+                if self._replies:
+                    kind, value = self._replies.pop(0)
+                    if kind == "saved":
+                        return Path(value)
+                    raise AdaptationError(f"saving the personalized model failed: {value}")
+            if self.error is not None:
+                raise AdaptationError(self.error)
+        raise AdaptationError(f"the adaptation process did not save within {_SAVE_TIMEOUT:g} s")
+
+    # -- child -> parent ------------------------------------------------------------------
+    def pump(self, timeout: float = 0.0) -> None:
+        """Receive what the child sent (waiting up to ``timeout`` for the first message)."""
+        with self._recv_lock:
+            try:
+                while self._conn.poll(timeout):
+                    timeout = 0.0
+                    message = self._conn.recv()
+                    kind = message[0]
+                    if kind == "model":
+                        if message[1] == self._epoch:
+                            self._models.append(message[2])
+                    elif kind == "stats":
+                        self.stats = message[1]
+                    elif kind == "ready":
+                        self.ready = True
+                    elif kind in ("saved", "failed"):
+                        self._replies.append((kind, message[1]))
+                    elif kind == "error":
+                        self.error = message[1]
+            except (EOFError, OSError):
+                if self.error is None and not self._closing:
+                    self.error = (f"the adaptation process ended unexpectedly (exit code "
+                                  f"{self._process.exitcode})")
+
+    def take_models(self) -> list[bytes]:
+        """Models received since the last call (current epoch only), oldest first."""
+        with self._recv_lock:
+            models, self._models = self._models, []
+            return models
+
+    def close(self) -> None:
+        self._closing = True
+        self._send(("stop",))
+        self._process.join(10.0)
+        if self._process.is_alive():
+            logger.warning("adaptation process did not stop; terminating it")
+            self._process.terminate()
+            self._process.join(5.0)
+        self._conn.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+
+def _child_main(conn, model: ModelFile, options, nice: int, swap_seconds: float) -> None:
+    """The adapter process: observe, step, export every ``swap_seconds`` at most."""
+    try:
+        if nice:
+            os.nice(nice)
+        from ..adapt import OnlineAdapter  # torch lives here, not in the pipeline's process
+
+        adapter = OnlineAdapter(model) if options is None else OnlineAdapter(model, options)
+        conn.send(("ready",))
+        epoch, pending, last_export, idle = 0, False, time.monotonic(), False
+        last_stats = 0.0
+        while True:
+            timeout = 0.05 if idle else 0.0
+            while conn.poll(timeout):
+                timeout = 0.0
+                message = conn.recv()
+                kind = message[0]
+                if kind == "observe":
+                    adapter.observe(message[1])
+                    idle = False
+                elif kind == "reset":
+                    adapter.reset()
+                    epoch, pending = message[1], False
+                    conn.send(("stats", adapter.stats))
+                elif kind == "save":
+                    try:
+                        conn.send(("saved", str(adapter.save(message[1], message[2]))))
+                    except Exception as err:  # a bad path must not end adaptation
+                        conn.send(("failed", f"{type(err).__name__}: {err}"))
+                elif kind == "stop":
+                    return
+            if idle:
+                continue  # nothing new since a step that did nothing
+            stepped = adapter.step()
+            pending = pending or stepped
+            now = time.monotonic()
+            if pending and now - last_export >= swap_seconds:
+                conn.send(("model", epoch, adapter.export()))
+                pending, last_export = False, time.monotonic()
+            if now - last_stats >= _STATS_SECONDS:
+                conn.send(("stats", adapter.stats))
+                last_stats = now
+            idle = not stepped
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the parent went away or is stopping
+    except Exception:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
