@@ -175,7 +175,8 @@ def main(argv=None):
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start\n")
     bench_filter(args.repeats)
     bench_ring(args.repeats)
     if not args.skip_compile:

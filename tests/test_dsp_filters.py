@@ -210,3 +210,15 @@ def test_filter_offline_is_the_live_chain():
         filter_offline(x, 2000.0, pre)
     with pytest.raises(ValueError, match=r"expected x of shape \(time, 6\), got \(2500, 5\)"):
         filter_offline(x[:, :5], rate, pre)
+
+
+def test_non_contiguous_and_float64_chunks_are_filtered_as_float32():
+    rng = np.random.default_rng(5)
+    sos = design_filters(2000.0)
+    x = _emg_like(rng, 200, 4, 2000.0)
+    expected = StreamingFilter(sos, 4).process(x)
+    wide = np.zeros((200, 8), np.float32, order="F")
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(StreamingFilter(sos, 4).process(wide[:, ::2]), expected)
+    np.testing.assert_array_equal(StreamingFilter(sos, 4).process(x.astype(np.float64)),
+                                  expected)
