@@ -99,7 +99,8 @@ class StreamingFilter:
     signal, whatever the split into chunks, where ``zi0`` is the steady state for the
     first sample (``sosfilt_zi(sos)`` scaled by ``x[0]`` per channel): a signal that starts
     at a DC offset does not ring. Internal state and arithmetic are float64; input and
-    output are float32 ``(time, channels)``.
+    output are float32 ``(time, channels)``. One filter serves one stream on one thread
+    (the numba kernel releases the GIL while it runs).
 
     Parameters
     ----------
