@@ -3,6 +3,7 @@ ONNX session at hop boundaries while inference goes on."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 
@@ -55,6 +56,7 @@ def test_adaptation_swaps_models_without_losing_a_hop(model, tmp_path):
         assert pipeline.stats.adaptation.windows_seen == 0
         assert pipeline.stats.model_version > version
     assert set(threading.enumerate()) == baseline
+    assert not multiprocessing.active_children()  # the adapter process is gone too
     index = np.array([e.sample_index for e in events])
     np.testing.assert_array_equal(np.diff(index), model.preprocessing.hop)
     versions = [e.model_version for e in events]

@@ -279,7 +279,9 @@ def test_lsl_marker_outlet_publishes_event_json(model, unique_id):
     assert stamp == pytest.approx(first["timestamp"], abs=1e-3)
 
 
-def test_live_path_imports_no_torch(model, tmp_path):
+@pytest.mark.parametrize("adapt", [False, True])
+def test_live_path_imports_no_torch(model, tmp_path, adapt):
+    """Inference never imports torch; adaptation keeps it in its child process."""
     path = save_model_file(tmp_path / "m.emgm", model)
     code = f"""
 import sys, time
@@ -288,9 +290,10 @@ from emgstream.pipeline import Pipeline, PipelineConfig
 from emgstream.sources import open_source
 events = []
 with Pipeline(open_source("sim://"), load_model_file({str(path)!r}),
-              PipelineConfig(emit="hop")) as p:
+              PipelineConfig(emit="hop", adapt={adapt})) as p:
     p.subscribe(events.append)
     time.sleep(0.6)
+    assert p.adaptation_running == {adapt}
 assert events, "no events"
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "PyQt6"))
 print("HEAVY", heavy)

@@ -137,8 +137,11 @@ class _AdaptationProcess:
 
     def close(self) -> None:
         self._closing = True
-        self._send(("stop",))
-        self._process.join(10.0)
+        self.pump()
+        if self.ready:
+            self._send(("stop",))
+            self._process.join(10.0)
+        # still importing torch or stuck: nothing to lose, do not wait for it
         if self._process.is_alive():
             logger.warning("adaptation process did not stop; terminating it")
             self._process.terminate()
