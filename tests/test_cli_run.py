@@ -79,3 +79,16 @@ def test_ctrl_c_stops_cleanly(model_path):
             proc.communicate()
     assert proc.returncode == 0, err
     assert "latency p50" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_run_adapt_saves_the_personalized_model(model_path, tmp_path):
+    from emgstream.modelfile import load_model_file
+
+    out = tmp_path / "alice.emgm"
+    result = CliRunner().invoke(main, ["run", "sim://", "--model", model_path, "--adapt",
+                                       "--duration", "3", "--save-adapted", str(out),
+                                       "--user", "alice", "--no-json"])
+    assert result.exit_code == 0, result.output
+    assert "adaptation:" in result.stderr and "windows_seen" in result.stderr
+    assert load_model_file(out).provenance["personalized_for"] == "alice"

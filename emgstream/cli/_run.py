@@ -54,8 +54,8 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
     and p99, dropped and rejected samples, backlog, skipped hops. Ctrl-C stops cleanly.
     """
     from ..modelfile import ModelFileError, load_model_file
-    from ..pipeline import (JsonLinesWriter, LSLMarkerOutlet, Pipeline, PipelineConfig,
-                            default_model_path)
+    from ..pipeline import (AdaptationError, JsonLinesWriter, LSLMarkerOutlet, Pipeline,
+                            PipelineConfig, default_model_path)
     from ..sources import SourceError, open_source
 
     if save_adapted is not None and not adapt:
@@ -103,9 +103,12 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
             if left <= 0:
                 break
             pipeline.wait(left)
-        pipeline.stop()
         if save_adapted is not None:
-            path = pipeline.save_personalized(save_adapted, user)
+            pipeline.stop_adaptation()
+            try:
+                path = pipeline.save_personalized(save_adapted, user)
+            except (AdaptationError, RuntimeError) as err:
+                raise click.ClickException(str(err)) from None
             click.echo(f"personalized model written to {path}", err=True)
     finally:
         pipeline.stop()

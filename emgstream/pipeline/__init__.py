@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._adaptation import AdaptationError
 from ._config import PipelineConfig
 from ._decision import GestureEvent
 from ._outputs import JsonLinesWriter, LSLMarkerOutlet
 from ._pipeline import Pipeline, PipelineStats, Snapshot
 
-__all__ = ["GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline", "PipelineConfig",
+__all__ = ["AdaptationError", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline", "PipelineConfig",
            "PipelineStats", "Snapshot", "default_model_path"]
 
 _DEFAULT_MODEL = Path("models") / "default.emgm"

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..modelfile import ModelFile
 
-__all__: list[str] = []
+__all__ = ["AdaptationError"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,15 @@ class _AdaptationProcess:
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_child_main,
-                                    args=(child, model, options, nice, swap_seconds),
+                                    args=(child, model, options, swap_seconds),
                                     name="emgstream-adaptation", daemon=True)
         self._process.start()
         child.close()
+        if nice:  # from here, so that the child's imports already run at the lower priority
+            try:
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, nice)
+            except OSError as err:
+                logger.info("could not lower the adaptation process's priority: %s", err)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._epoch = 0
@@ -153,11 +158,9 @@ class _AdaptationProcess:
         return self._process.is_alive()
 
 
-def _child_main(conn, model: ModelFile, options, nice: int, swap_seconds: float) -> None:
+def _child_main(conn, model: ModelFile, options, swap_seconds: float) -> None:
     """The adapter process: observe, step, export every ``swap_seconds`` at most."""
     try:
-        if nice:
-            os.nice(nice)
         from ..adapt import OnlineAdapter  # torch lives here, not in the pipeline's process
 
         adapter = OnlineAdapter(model) if options is None else OnlineAdapter(model, options)

@@ -620,6 +620,9 @@ class Pipeline:
         if self._adaptation is None:
             raise RuntimeError("nothing to save: adaptation has not run "
                                "(start_adaptation first)")
+        if self._state == "stopped":
+            raise RuntimeError("the adapter ended with the pipeline: save the personalized "
+                               "model before stop()")
         return self._adaptation.save(path, user)
 
     @property
