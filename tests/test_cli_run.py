@@ -92,3 +92,14 @@ def test_run_adapt_saves_the_personalized_model(model_path, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"personalized model written to {out}" in result.stderr
     assert load_model_file(out).provenance["personalized_for"] == "alice"
+
+
+def test_run_defaults_are_the_pipeline_defaults():
+    """The CLI cannot import the pipeline to read its defaults (--help stays light)."""
+    from emgstream.cli._run import run
+    from emgstream.pipeline import PipelineConfig
+
+    defaults = {p.name: p.default for p in run.params}
+    config = PipelineConfig()
+    for name in ("threshold", "smoothing", "smoothing_hops", "debounce", "realtime_priority"):
+        assert defaults[name] == getattr(config, name), name
