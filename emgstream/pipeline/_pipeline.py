@@ -147,8 +147,8 @@ class _Recorder:
 
     def put_chunk(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
         with self._lock:
-            if not self._closed:
-                self._queue.put(("chunk", samples, timestamps))
+            if not self._closed:  # copies: a source may reuse its buffers on the next read
+                self._queue.put(("chunk", samples.copy(), timestamps.copy()))
 
     def put_drop(self, time: float, count: int) -> None:
         with self._lock:
@@ -232,6 +232,7 @@ class Pipeline:
         self._hops = 0
         self._skipped_hops = 0
         self._events = 0
+        self._subscriber_failures = 0
         self._processed = 0
         self._latencies: collections.deque[float] = collections.deque(
             maxlen=config.latency_window)
@@ -392,7 +393,10 @@ class Pipeline:
             try:
                 fn(event)
             except Exception:
-                logger.exception("subscriber %r failed on %r", fn, event)
+                self._subscriber_failures += 1
+                if self._subscriber_failures <= 3 or self._subscriber_failures % 1000 == 0:
+                    logger.exception("subscriber %r failed on %r (failure %d)", fn, event,
+                                     self._subscriber_failures)
 
     # -- model swaps ------------------------------------------------------------------------
     def swap_model(self, model: ModelFile | bytes) -> None:
@@ -469,7 +473,7 @@ class Pipeline:
     def _reject(self, err: Exception, samples, timestamps, recorder) -> None:
         self._rejected_chunks += 1
         self._rejected_samples += samples.shape[0]
-        # every tenth after the first few, so a flood of bad chunks does not flood the log
+        # the first few, then every 100th: a flood of bad chunks must not flood the log
         if self._rejected_chunks <= 3 or self._rejected_chunks % 100 == 0:
             logger.warning("rejected chunk %d of %d samples: %s", self._rejected_chunks,
                            samples.shape[0], err)
@@ -695,7 +699,7 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         source_stats = self._source.stats
-        lat = np.array(self._latencies) if self._latencies else None
+        lat = np.array(list(self._latencies)) if self._latencies else None  # list(): atomic
         p50, p99 = (np.percentile(lat, [50, 99]) if lat is not None else (np.nan, np.nan))
         marks = list(self._rate_marks)
         rate = ((marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
