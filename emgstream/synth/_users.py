@@ -55,23 +55,23 @@ class SynthConfig:
     forearm_radius_cm: float = 4.0
     control_rate: float = 100.0
 
-    rotation_max: float = 2.0
+    rotation_max: float = 2.5
     channel_gain_spread: float = 0.4
     fat_cm: tuple[float, float] = (0.2, 0.9)
-    spectral_shift: float = 0.15
+    spectral_shift: float = 0.25
     pose_style: float = 0.2
-    activation_style: float = 0.8
+    activation_style: float = 0.9
     muscle_gain_spread: float = 0.35
-    anatomy_jitter: float = 0.3
+    anatomy_jitter: float = 0.35
     cocontraction: tuple[float, float] = (0.05, 0.4)
     noise_uv: tuple[float, float] = (1.0, 6.0)
-    amplitude_spread: float = 0.5
+    amplitude_spread: float = 0.7
 
     session_rotation: float = 0.15
     session_gain_spread: float = 0.1
 
-    rep_pose_jitter: float = 0.06
-    rep_force_spread: float = 0.2
+    rep_pose_jitter: float = 0.08
+    rep_force_spread: float = 0.3
     hold_s: float = 2.0
     rest_s: float = 1.5
     move_s: float = 0.4
