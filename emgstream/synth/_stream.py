@@ -218,8 +218,6 @@ class SynthStream:
         self._wander_f = rng.uniform(*_WANDER_HZ, (2, c))
         self._wander_phase = rng.uniform(0, 2 * np.pi, (2, c))
         self._wander_amp = cfg.baseline_uv * rng.uniform(0.2, 1.0, (2, c))
-        self._weights = MUSCLE_WEIGHTS
-        self._style_gain = u.muscle_gain
         self._frames = np.zeros((0, N_DOFS + N_MUSCLES + c))
         self._frame0 = 0  # frame index of self._frames[0]
 
@@ -245,9 +243,9 @@ class SynthStream:
         dq = (q1 - q0) * ds
         drive = d0 + (d1 - d0) * s
         force, style = drive[:, :N_MUSCLES], drive[:, N_MUSCLES:]
-        activation = (_POSTURE_GAIN * np.maximum((q - self._rest_pose) @ self._weights.T, 0)
-                      + _MOTION_GAIN * np.maximum(dq @ self._weights.T, 0) + force)
-        activation = activation * style * self._style_gain
+        activation = (_POSTURE_GAIN * np.maximum((q - self._rest_pose) @ MUSCLE_WEIGHTS.T, 0)
+                      + _MOTION_GAIN * np.maximum(dq @ MUSCLE_WEIGHTS.T, 0) + force)
+        activation = activation * style * self.user.muscle_gain
         activation = activation + self.user.cocontraction * activation[:, ANTAGONIST] + _TONE
         fluct = self._lowpass_noise(len(t))
         activation = activation * np.exp(_FLUCTUATION * self._fluct_norm * fluct)
