@@ -10,7 +10,8 @@ from .._checks import check_positive_float, check_positive_int
 from ._anatomy import MUSCLE_ANGLES, MUSCLE_DEPTHS, N_MUSCLES, muscle_vector
 from ._hand import CLASS_NAMES, GRIP_FORCES, N_DOFS, TARGET_POSES
 
-__all__ = ["SynthConfig", "UserProfile", "SessionProfile", "make_users", "make_user", "make_session"]
+__all__ = ["SynthConfig", "UserProfile", "SessionProfile", "make_users", "make_user",
+           "make_session"]
 
 # independent random streams per purpose, so that one draw never shifts another
 _USER_STREAM, _SESSION_STREAM = 1, 2
