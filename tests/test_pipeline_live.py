@@ -174,7 +174,7 @@ def test_snapshot_is_a_copy_for_viewers(model):
 
 def _constant_graph(n_channels: int, window: int, logits: list[float]) -> bytes:
     """A real ONNX graph whose logits ignore the input: (batch, C, W) -> constant."""
-    import onnx
+    onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     k = len(logits)
