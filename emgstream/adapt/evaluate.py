@@ -59,7 +59,7 @@ class EvalConfig:
     n_heads: int = 4
     embed_dim: int = 64
     train_stride_s: float = 0.1  #: between source-training windows
-    adapt_stride_s: float = 0.05  #: between adaptation windows (the live hop)
+    adapt_stride_s: float = 0.1  #: between adaptation windows (2 x the live hop, for time)
     score_stride_s: float = 0.1  #: between scored windows
     mae_epochs: int = 2
     supervised_epochs: int = 6

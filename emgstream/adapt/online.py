@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .._checks import check_positive_int
+from .evaluate import _jsonable
 from .guard import CollapseGuard, GuardConfig
 from .methods import adabn
 from .ssa import SSAHead, ssa_loss
@@ -55,7 +56,7 @@ class OnlineConfig:
     weight_decay: float = 3e-4
     alpha: float = 0.996
     xi: float = 0.8
-    n_consecutive: int = 15
+    n_consecutive: int = 1  #: as offline (dev users); the paper's 15 is an option
     ssa: bool = False  #: one SSA step per call before the SSP steps
     temperature: float = 0.1
     renormalise: bool = True  #: keep a "fixed" input normalisation at the buffer's statistics
@@ -268,12 +269,3 @@ class OnlineAdapter:
                 f"windows seen, {s.steps} steps, {s.teacher_updates} teacher updates, "
                 f"{s.rollbacks} rollbacks>")
 
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

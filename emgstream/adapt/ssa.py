@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ContextNetwork", "SSAHead", "info_nce", "ssa_loss", "ssa_steps"]
+__all__ = ["ContextNetwork", "SSAHead", "info_nce", "ssa_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,19 +113,3 @@ def ssa_loss(model, head: SSAHead, x: torch.Tensor, temperature: float = 0.1) ->
         losses.append(info_nce(w(reverse_context), z.reshape(b * length, d),
                                rows * length + target, temperature))
     return torch.stack(losses).mean()
-
-
-def ssa_steps(model, head: SSAHead, batches, optimizer, temperature: float = 0.1,
-              on_step=None) -> list[float]:
-    """One pass of SSA over ``batches`` (iterable of (batch, channels, window) tensors)."""
-    model.train()
-    history = []
-    for x in batches:
-        loss = ssa_loss(model, head, x, temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(float(loss))
-        if on_step is not None:
-            on_step()
-    return history

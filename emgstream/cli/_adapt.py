@@ -16,11 +16,13 @@ def _adapt_options(f):
         click.option("--lr", type=float, default=None,
                      help="Adaptation learning rate (default 1e-4, chosen on dev users; the "
                           "paper's 1e-7 leaves the model unchanged)."),
+        click.option("--ssa-lr", type=float, default=None,
+                     help="Stage-1 (SSA) learning rate (default 1e-6, chosen on dev users)."),
         click.option("--xi", type=float, default=None,
                      help="Pseudo-label confidence threshold (eq. 8; default 0.8)."),
         click.option("--n-consecutive", type=int, default=None,
                      help="Keep a pseudo-label only in runs of this many consistent windows "
-                          "(the paper's N_c; default 15, 1 = eq. 8 alone)."),
+                          "(the paper's N_c = 15; default 1 = eq. 8 alone, chosen on dev users)."),
         click.option("--renormalise/--no-renormalise", default=None,
                      help="Re-estimate the input normalisation on the user's data (AdaBN) "
                           "before adapting."),
@@ -31,12 +33,12 @@ def _adapt_options(f):
     return f
 
 
-def _adapt_config(lr, xi, n_consecutive, renormalise, seed, base=None):
+def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
     from ..adapt import AdaptConfig
 
     base = base or AdaptConfig()
     changes = {"seed": seed}
-    for key, value in (("lr", lr), ("xi", xi), ("n_consecutive", n_consecutive),
+    for key, value in (("lr", lr), ("ssa_lr", ssa_lr), ("xi", xi), ("n_consecutive", n_consecutive),
                        ("renormalise", renormalise)):
         if value is not None:
             changes[key] = value
@@ -59,7 +61,7 @@ def _adapt_config(lr, xi, n_consecutive, renormalise, seed, base=None):
 @click.option("--method", type=click.Choice(_METHOD_CHOICES), default="emg-up",
               show_default=True, help="Adaptation method.")
 @_adapt_options
-def calibrate(source, model_path, user, duration, recording, output, method, lr, xi,
+def calibrate(source, model_path, user, duration, recording, output, method, lr, ssa_lr, xi,
               n_consecutive, renormalise, seed):
     """Personalize a model to one user without labels (EMG-UP: SSA, then SSP).
 
@@ -74,6 +76,7 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     from tqdm.auto import tqdm
 
     from ..adapt import adapt
+    from ..adapt.evaluate import _jsonable
     from ..adapt.guard import prediction_stats
     from ..adapt.methods import total_steps
     from ..modelfile import ModelFileError, load_model_file, save_model_file
@@ -104,7 +107,7 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
         np.lib.stride_tricks.sliding_window_view(filtered, prep.window, axis=0)[ends - prep.window])
     click.echo(f"{len(windows)} windows from {seconds:.1f} s of EMG "
                f"({prep.n_channels} ch @ {prep.sample_rate:g} Hz)")
-    config = _adapt_config(lr, xi, n_consecutive, renormalise, seed)
+    config = _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed)
     with tqdm(total=total_steps(method, len(windows), config), desc=f"calibrate ({method})",
               unit="step") as bar:
         adapted, report = adapt(model, windows, None, method, config, bar.update)
@@ -129,11 +132,12 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     output = output or model_path.with_name(f"{model_path.stem}-{user}{model_path.suffix}")
     provenance = {**mf.provenance, "personalized_for": user, "source_model": str(model_path),
                   "adaptation": {**report.to_dict(), "losses": report.losses,
-                                 "config": {"lr": config.lr, "xi": config.xi,
+                                 "config": {"lr": config.lr, "ssa_lr": config.ssa_lr,
+                                            "xi": config.xi,
                                             "n_consecutive": config.n_consecutive,
                                             "renormalise": config.renormalise},
                                  "seconds_of_emg": seconds, "source_agreement": agreement}}
-    provenance["adaptation"] = _finite(provenance["adaptation"])
+    provenance["adaptation"] = _jsonable(provenance["adaptation"])
     personal = to_model_file(adapted, prep, mf.class_names, bank=mf.bank,
                              provenance=provenance, metrics=mf.metrics)
     path = save_model_file(output, personal)
@@ -142,16 +146,6 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
 
 def _pct(x):
     return "n/a" if x != x else f"{100 * x:.1f} %"
-
-
-def _finite(obj):
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj
 
 
 def _filtered_recording(path, mf):
@@ -246,7 +240,7 @@ def _user_list(text):
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @_adapt_options
 def eval_(dataset, root, users, folds, train_users, test_users, rows, output, source_epochs,
-          mae_epochs, train_stride, epochs_scale, synth_duration, threads, lr, xi,
+          mae_epochs, train_stride, epochs_scale, synth_duration, threads, lr, ssa_lr, xi,
           n_consecutive, renormalise, seed):
     """Cross-user evaluation of source-free adaptation.
 
@@ -294,7 +288,7 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
     else:
         train, test, loo = resolve(_user_list(train_users)), resolve(_user_list(test_users)), False
     base = EvalConfig()
-    adapt_cfg = _adapt_config(lr, xi, n_consecutive, renormalise, seed, base.adapt)
+    adapt_cfg = _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base.adapt)
     adapt_cfg = adapt_cfg.replace(ssa_epochs=max(1, round(adapt_cfg.ssa_epochs * epochs_scale)),
                                   ssp_epochs=max(1, round(adapt_cfg.ssp_epochs * epochs_scale)))
     changes = {"adapt": adapt_cfg, "seed": seed}

@@ -1,0 +1,91 @@
+"""Dev-user sweep behind the EMG-UP defaults (``emgstream.adapt.methods``), on 3DC.
+
+One source model is trained on the non-dev people (default Participant4-11, both blocks,
+labelled); each setting then adapts it to every dev person's ``train`` block (unlabelled)
+and is scored on their ``test`` block. Prints a markdown table: mean accuracy over the dev
+people, the change against source-only, the relative parameter change
+||theta - theta_0|| / ||theta_0||, the fraction of pseudo-labels kept and wall time.
+
+    python benchmarks/bench_adapt.py --root ../shared/data/3dc [--dev 1,2,3] [--out FILE.md]
+
+The settings: the paper's learning rate 1e-7 against 1e-4 (does 1e-7 move the model at
+all?), N_c = 15 against 1, AdaBN before adapting or not, SSA's learning rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emgstream.adapt.evaluate import (EvalConfig, Windows, _score, cut_windows, load_users,
+                                      train_source)
+from emgstream.adapt.methods import AdaptConfig, adapt
+
+SETTINGS = [  # (label, method, AdaptConfig changes)
+    ("EMG-UP, paper lr 1e-7 (both stages)", "emg-up", {"lr": 1e-7, "ssa_lr": 1e-7}),
+    ("EMG-UP, defaults (lr 1e-4, SSA 1e-6, N_c 1)", "emg-up", {}),
+    ("EMG-UP, SSA lr 1e-4", "emg-up", {"ssa_lr": 1e-4}),
+    ("SSP, N_c 1", "ssp", {}),
+    ("SSP, N_c 15 (paper)", "ssp", {"n_consecutive": 15}),
+    ("SSP, AdaBN first", "ssp", {"renormalise": True}),
+    ("AdaBN", "adabn", {}),
+    ("SHOT-IM", "shot-im", {}),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="3DC folder")
+    parser.add_argument("--dev", default="1,2,3", help="dev participants")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    users, prep, classes = load_users("3dc", args.root)
+    dev = [f"Participant{int(u)}" for u in args.dev.split(",")]
+    train = [u for u in users if u not in dev]
+    config = EvalConfig()
+    src = Windows.concat([cut_windows(users[u].first + users[u].second, prep,
+                                      round(config.train_stride_s * prep.sample_rate))
+                          for u in train])
+    t0 = time.perf_counter()
+    source = train_source(src, prep, classes, config)
+    print(f"source model: {len(train)} people, {len(src)} windows, "
+          f"{time.perf_counter() - t0:.0f} s")
+    step = round(config.adapt_stride_s * prep.sample_rate)
+    data = {u: (cut_windows(users[u].first, prep, step),
+                cut_windows(users[u].second, prep, round(config.score_stride_s * prep.sample_rate)))
+            for u in dev}
+    so = {u: _score(source, data[u][1], len(classes))["accuracy"] for u in dev}
+    lines = [f"Dev people {', '.join(dev)}; source model trained on {', '.join(train)}.", "",
+             "| setting | accuracy % (mean) | Δ vs SO (points) | per person | "
+             "parameter change | kept pseudo-labels | seconds |",
+             "|---|---|---|---|---|---|---|",
+             f"| source-only | {100 * np.mean(list(so.values())):.1f} | +0.0 | "
+             + " / ".join(f"{100 * so[u]:.1f}" for u in dev) + " | 0 | | |"]
+    for label, method, changes in SETTINGS:
+        accs, change, kept, secs = [], [], [], []
+        for u in dev:
+            model, report = adapt(source, data[u][0].x, data[u][0].segment, method,
+                                  AdaptConfig().replace(**changes))
+            accs.append(_score(model, data[u][1], len(classes))["accuracy"])
+            change.append(report.parameter_change)
+            kept.append(report.accepted)
+            secs.append(report.seconds)
+        delta = np.mean(accs) - np.mean(list(so.values()))
+        kept_txt = "" if np.isnan(kept).all() else f"{100 * np.nanmean(kept):.0f} %"
+        lines.append(f"| {label} | {100 * np.mean(accs):.1f} | {100 * delta:+.1f} | "
+                     + " / ".join(f"{100 * a:.1f}" for a in accs)
+                     + f" | {np.mean(change):.1e} | {kept_txt} | {np.median(secs):.0f} |")
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
