@@ -77,8 +77,12 @@ class GestureReadout(QtWidgets.QGroupBox):
             "confidence –" if confidence is None else f"confidence {confidence:.0%}")
 
     def set_probabilities(self, probabilities) -> None:
+        # QProgressBar.setValue repaints at once, in the caller, holding the GIL; with
+        # updates off the bars are painted later by Qt's event loop, which runs without it.
+        self.setUpdatesEnabled(False)
         for bar, p in zip(self._bars, probabilities):
-            bar.setValue(int(round(100 * float(p))))  # percent: fewer repaints
+            bar.setValue(int(round(100 * float(p))))
+        self.setUpdatesEnabled(True)
 
 
 class EventHistory(QtWidgets.QGroupBox):

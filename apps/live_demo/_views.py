@@ -40,10 +40,13 @@ class TracesView(pg.PlotWidget):
 
     The channels are drawn as one curve with breaks between lanes (one path to paint, not
     one per channel) and in lane units (each trace divided by a common scale), so the
-    view's ranges and ticks never change while streaming.
+    view's ranges and ticks never change while streaming. ``max_points`` per channel are
+    min/max pairs (300 pairs over 4 s: one per 13 ms, about 2 pixels); PyQt keeps the
+    GIL while Qt builds and draws the path (about 0.5 µs a segment), so a longer path
+    would delay the inference thread.
     """
 
-    def __init__(self, channel_names, seconds: float = 4.0, max_points: int = 1000,
+    def __init__(self, channel_names, seconds: float = 4.0, max_points: int = 600,
                  parent=None):
         super().__init__(parent=parent)
         self.seconds = float(seconds)
@@ -60,7 +63,7 @@ class TracesView(pg.PlotWidget):
         self._tick_font = QtGui.QFont()
         self._tick_font.setPointSize(8)
         self.getAxis("left").setStyle(tickFont=self._tick_font)
-        self._curve = pg.PlotCurveItem(pen=pg.mkPen("#1f4e79", width=1), skipFiniteCheck=True)
+        self._curve = pg.PlotCurveItem(pen=pg.mkPen("#1f4e79", width=1))
         self.addItem(self._curve)
         self.set_channels(channel_names)
 
@@ -84,17 +87,21 @@ class TracesView(pg.PlotWidget):
         index, y = decimate_minmax(samples[first:], self.max_points)
         t = timestamps[first:][index] - t_end
         # Scale from a robust amplitude (upper quartile over channels of each channel's
-        # 98th percentile of |x| in the decimated envelope: neither one saturated electrode
-        # nor a few dead ones set it), smoothed so that one burst does not make the plot
-        # jump; traces are clipped to their lane so a strong contraction never hides its
+        # mean |x| in the decimated envelope: neither one saturated electrode nor a few
+        # dead ones set it), smoothed so that one burst does not make the plot jump;
+        # traces are clipped to their lane so a strong contraction never hides its
         # neighbours.
-        spread = 2.2 * float(np.percentile(np.percentile(np.abs(y), 98, axis=0), 75)) + 1e-6
+        spread = 4.0 * float(np.percentile(np.abs(y).mean(axis=0), 75)) + 1e-6
         self._scale = spread if self._scale is None else 0.9 * self._scale + 0.1 * spread
-        lanes = np.clip(y / self._scale, -0.55, 0.55) + self._lanes  # (m, channels)
-        n_ch = lanes.shape[1]
-        connect = np.ones((n_ch, len(t)), dtype=bool)
-        connect[:, -1] = False  # break the path between lanes
-        self._curve.setData(np.tile(t, n_ch), lanes.T.ravel(), connect=connect.ravel())
+        n_ch = y.shape[1]
+        # (channels, m + 1): each lane followed by a NaN, which breaks the path between
+        # lanes ("finite" is pyqtgraph's fast path; a boolean connect array is ~4x slower)
+        xs = np.empty((n_ch, len(t) + 1))
+        xs[:, :-1] = t
+        xs[:, -1] = t[-1]
+        ys = np.full((n_ch, len(t) + 1), np.nan)
+        ys[:, :-1] = np.clip(y.T / self._scale, -0.55, 0.55) + self._lanes[:, None]
+        self._curve.setData(xs.ravel(), ys.ravel(), connect="finite")
 
 
 class BandRmsView(pg.PlotWidget):
@@ -180,8 +187,10 @@ class SpectrumView(pg.PlotWidget):
         self.setLabel("left", "power (µV²/Hz)")
         self.getAxis("left").enableAutoSIPrefix(False)
         self.setTitle("Spectrum of the filtered stream (latest second)", color="k", size="11pt")
+        self.enableAutoRange(False)
         self._curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
         self._mains_lines = []
+        self._decades = None
         self.set_rate(sample_rate, mains)
 
     def set_rate(self, sample_rate: float, mains: float | None = 50.0) -> None:
@@ -209,7 +218,15 @@ class SpectrumView(pg.PlotWidget):
             return
         nperseg = min(n, int(2 ** np.floor(np.log2(self.sample_rate / 4))))  # ~4 Hz bins
         freqs, power = welch(samples[-n:], fs=self.sample_rate, nperseg=nperseg, axis=0)
-        mean_power = power.mean(axis=1)
         shown = freqs <= min(self.sample_rate / 2, 500.0)
-        self._curve.setData(freqs[shown], np.maximum(mean_power[shown], 1e-12))
+        power = np.maximum(power.mean(axis=1)[shown], 1e-12)
+        self._curve.setData(freqs[shown], power)
+        # The power axis (decades) moves only when the spectrum leaves it: autoranging on
+        # every update would repaint the axes each time for nothing.
+        low = np.floor(np.log10(np.percentile(power, 1)))
+        high = np.ceil(np.log10(power.max()))
+        if self._decades is None or low < self._decades[0] or high > self._decades[1] \
+                or high < self._decades[1] - 1:
+            self._decades = (low, high)
+            self.setYRange(low, high, padding=0.02)
 

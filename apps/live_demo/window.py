@@ -34,9 +34,9 @@ logger = logging.getLogger(__name__)
 _FRAME_MS = 25  # 40 frames/s asked so that timer jitter still leaves >= 30 achieved
 # Frames between updates of the slower views: traces and the readout move every frame;
 # the RMS ring, the health numbers and the spectrum (Welch, the costliest) need not.
-_RING_EVERY = 2
+_RING_EVERY = 3
 _HEALTH_EVERY = 8
-_SPECTRUM_EVERY = 6
+_SPECTRUM_EVERY = 8
 # While the window is open the GUI thread competes with the inference thread for the GIL;
 # a thread that wakes up waits up to the switch interval (5 ms by default) for it. 1 ms
 # bounds that wait well below the hop (measured by benchmarks/bench_gui.py).
