@@ -229,6 +229,14 @@ def test_a_source_that_cannot_open_is_reported_not_fatal(qapp, test_model, tmp_p
         message = window.statusBar().currentMessage()
         assert "8 channels" in message and "16 channels" in message
         pump(qapp, 0.2)  # the timer keeps running without a pipeline
+        # controls without a stream say so instead of raising (PyQt6 aborts on that)
+        for button in (window.personalization.start_button,
+                       window.personalization.reset_button,
+                       window.source_panel.record_button):
+            button.click()
+        assert "connect a source" in window.personalization.message.text()
+        assert "no stream" in window.statusBar().currentMessage()
+        assert not window.source_panel.record_button.isChecked()
         window.set_source(_SIM)  # and the picker can then start a good one
         assert window.pipeline is not None
     finally:

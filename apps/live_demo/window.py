@@ -298,7 +298,15 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             agreement=adaptation.agreement_with_source, rollbacks=adaptation.rollbacks)
 
     # -- personalization -------------------------------------------------------------------
+    # Slots never let an exception out: PyQt6 aborts the application on one.
+    def _have_pipeline(self) -> bool:
+        if self.pipeline is None:
+            self.personalization.message.setText("no stream: connect a source first")
+        return self.pipeline is not None
+
     def _start_adaptation(self) -> None:
+        if not self._have_pipeline():
+            return
         try:
             self.pipeline.start_adaptation()
         except Exception as err:
@@ -307,30 +315,39 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.personalization.set_running(True)
 
     def _stop_adaptation(self) -> None:
-        self.pipeline.stop_adaptation()
+        if self._have_pipeline():
+            self.pipeline.stop_adaptation()
         self.personalization.set_running(False)
 
     def _reset_adaptation(self) -> None:
-        self.pipeline.reset_adaptation()
+        if not self._have_pipeline():
+            return
+        try:
+            self.pipeline.reset_adaptation()
+        except Exception as err:
+            self._complain("Cannot reset", err)
+            return
         self.personalization.message.setText("back to the source model")
 
     def _save_personalized(self, user: str) -> None:
         if not user:
             self.personalization.message.setText("enter a user name first")
             return
+        if not self._have_pipeline():
+            return
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Save personalized model", f"{user}.emgm", "Model files (*.emgm)")
         if path:
-            self.save_personalized(path, user)
+            try:
+                self.save_personalized(path, user)
+            except Exception as err:
+                self._complain("Cannot save the personalized model", err)
 
     def save_personalized(self, path: str | Path, user: str) -> Path:
-        try:
-            saved = self.pipeline.save_personalized(path, user)
-        except Exception as err:
-            self._complain("Cannot save the personalized model", err)
-            raise
-        self.personalization.message.setText(f"saved {saved or path}")
-        return Path(saved or path)
+        """Write the adapted model as ``user``'s model file (adaptation must have run)."""
+        saved = self.pipeline.save_personalized(path, user)
+        self.personalization.message.setText(f"saved {saved}")
+        return saved
 
     def _calibrate(self, minutes: float) -> None:
         """Run offline calibration (EMG-UP, ``emgstream calibrate``) on the last ``minutes``
@@ -394,6 +411,9 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         if code != 0 or not output.is_file():
             message.setText(f"calibration failed: {self._calibration_tail}")
             return
+        if self.pipeline is None:
+            message.setText(f"calibrated model saved to {output}")
+            return
         try:
             self.pipeline.swap_model(load_model_file(output))
         except Exception as err:
@@ -432,6 +452,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"found {len(lsl)} LSL stream(s), {len(serial)} serial port(s)")
 
     def _toggle_recording(self, on: bool) -> None:
+        if self.pipeline is None:
+            self.source_panel.set_recording(None)
+            self._complain("Cannot record", "no stream: connect a source first")
+            return
         if on:
             self._record_dir.mkdir(parents=True, exist_ok=True)
             path = self._record_dir / time.strftime("%Y%m%d-%H%M%S.h5")
@@ -448,6 +472,6 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.source_panel.set_recording(None if self.recording_path is None
                                         else str(self.recording_path))
 
-    def _complain(self, title: str, err: Exception) -> None:
+    def _complain(self, title: str, err: Exception | str) -> None:
         logger.error("%s: %s", title, err)
         self.statusBar().showMessage(f"{title}: {err}")
