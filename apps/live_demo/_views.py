@@ -14,6 +14,7 @@ from scipy.signal import welch
 
 __all__ = ["TracesView", "BandRmsView", "SpectrumView", "decimate_minmax"]
 
+
 def decimate_minmax(x: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Reduce ``x`` (time, channels) to about ``n_out`` rows keeping each block's peaks.
 
@@ -107,8 +108,7 @@ class TracesView(pg.PlotWidget):
 class BandRmsView(pg.PlotWidget):
     """The electrodes around the band: marker colour and spoke length follow each RMS.
 
-    Electrode 1 is at the top and the order goes clockwise, as seen looking along the
-    forearm towards the hand.
+    Electrode 1 is at the top and the numbering goes clockwise, in channel order.
     """
 
     def __init__(self, channel_names, parent=None):
@@ -143,7 +143,7 @@ class BandRmsView(pg.PlotWidget):
         self._items = [ring, self._spokes, self._dots]
         for item in self._items:
             self.addItem(item)
-        for i, name in enumerate(channel_names):
+        for i in range(n):
             label = pg.TextItem(str(i + 1), color="k", anchor=(0.5, 0.5))
             label.setPos(0.72 * self._ux[i], 0.72 * self._uy[i])
             self.addItem(label)

@@ -449,7 +449,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             self._complain("Scan failed", err)
             return
         self.source_panel.set_choices(lsl, serial)
-        self.statusBar().showMessage(f"found {len(lsl)} LSL stream(s), {len(serial)} serial port(s)")
+        self.statusBar().showMessage(
+            f"found {len(lsl)} LSL stream(s), {len(serial)} serial port(s)")
 
     def _toggle_recording(self, on: bool) -> None:
         if self.pipeline is None:
