@@ -231,10 +231,8 @@ class SynthStream:
         s = tau ** 3 * (10 - 15 * tau + 6 * tau ** 2)  # minimum jerk
         ds = 30 * tau ** 2 * (1 - tau) ** 2 * self.sample_rate / length  # per second
         move = np.asarray(self._seg_move)[seg]
-        q0 = np.stack([self._seg_q[i][0] for i in seg])
-        q1 = np.stack([self._seg_q[i][1] for i in seg])
-        d0 = np.stack([self._seg_drive[i][0] for i in seg])
-        d1 = np.stack([self._seg_drive[i][1] for i in seg])
+        q0, q1 = (np.stack(ends)[seg] for ends in zip(*self._seg_q))
+        d0, d1 = (np.stack(ends)[seg] for ends in zip(*self._seg_drive))
         s, ds = np.where(move, s, 1.0)[:, None], np.where(move, ds, 0.0)[:, None]
         white = self._drift_rng.standard_normal((len(t), N_DOFS))
         drift, self._drift_zi = signal.sosfilt(self._drift_sos, white, axis=0,
@@ -243,8 +241,8 @@ class SynthStream:
         dq = (q1 - q0) * ds
         drive = d0 + (d1 - d0) * s
         force, style = drive[:, :N_MUSCLES], drive[:, N_MUSCLES:]
-        activation = (_POSTURE_GAIN * np.maximum((q - self._rest_pose) @ MUSCLE_WEIGHTS.T, 0)
-                      + _MOTION_GAIN * np.maximum(dq @ MUSCLE_WEIGHTS.T, 0) + force)
+        activation = (_POSTURE_GAIN * np.maximum(_mix(q - self._rest_pose, MUSCLE_WEIGHTS), 0)
+                      + _MOTION_GAIN * np.maximum(_mix(dq, MUSCLE_WEIGHTS), 0) + force)
         activation = activation * style * self.user.muscle_gain
         activation = activation + self.user.cocontraction * activation[:, ANTAGONIST] + _TONE
         fluct = self._lowpass_noise(len(t))
@@ -314,12 +312,12 @@ class SynthStream:
             (n, N_MUSCLES), dtype=np.float32)])
         self._carrier_tail = white[-(_FIR_TAPS - 1):]
         carriers = signal.oaconvolve(white, self._firs, mode="valid", axes=0)
-        emg = (activation * carriers) @ self._mixing.T
+        emg = _mix(activation * carriers, self._mixing)
         noise = self._noise_rng.standard_normal((n, self.n_channels), dtype=np.float32)
         noise *= self.user.noise_uv
         seconds = index / rate
         mains = np.sin(2 * np.pi * seconds[:, None] * self._mains_hz + self._mains_phase)
-        emg += noise + (mains @ self._mains_mix).astype(np.float32) + wander
+        emg += noise + _mix(mains, self._mains_mix.T).astype(np.float32) + wander
         self._add_spikes(emg, index[0], index[-1] + 1)
         if sess.dead_channel >= 0:
             emg[:, sess.dead_channel] = 0.3 * noise[:, sess.dead_channel]
@@ -339,3 +337,10 @@ class SynthStream:
             shape = np.exp(-k / tau) * (1 - np.exp(-k / (0.05 * tau)))
             emg[lo - first:hi - first] += shape[:, None] * amps[None]
         self._spikes = [sp for sp in self._spikes if sp[0] + int(8 * sp[1]) > stop]
+
+
+def _mix(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``x (n, k) @ weights.T (k, m)`` without BLAS: these products are thin, and a
+    multi-threaded BLAS waking its threads for them costs more than the arithmetic and
+    competes with the live pipeline's threads when ``sim://`` feeds it."""
+    return np.einsum("nk,mk->nm", x, weights)
