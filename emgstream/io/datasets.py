@@ -121,8 +121,8 @@ class WindowDataset:
         self.spec = spec
         self.preprocessing = preprocessing
         self.transform = transform
-        self._pure, self._labelled, self._seed, self._epoch = bool(pure), bool(labelled), \
-            int(seed), 0
+        self._pure, self._labelled = bool(pure), bool(labelled)
+        self._seed, self._epoch = int(seed), 0
         headers = [_header(s) for s in sources]
         self.sample_rate, self.n_channels = headers[0]["rate"], headers[0]["channels"]
         for h in headers[1:]:
@@ -178,7 +178,6 @@ class WindowDataset:
         if self.exclude:
             codes = [self._source_class_names.index(c) for c in self.exclude]
             valid &= _window_count(np.isin(labels, codes), w) == 0
-            valid &= ~np.isin(last, codes)
         if self._pure:
             valid &= _window_count(np.diff(labels.astype(np.int32), prepend=labels[0]) != 0,
                                    w, skip_first=True) == 0
