@@ -20,7 +20,8 @@ into a training window), and, when pose is delivered, when any sample is an
 inverse-kinematics failure (all 20 joint angles ~0, as the emg2pose loader does).
 
 The dataset is map-style and torch-free; ``torch.utils.data.DataLoader`` takes it as is.
-HDF5 recordings are read (and filtered) in each worker on first use, never pickled.
+HDF5 recordings are read (and filtered) in each worker on first use and kept in that
+worker's memory; no h5py handle is ever pickled.
 """
 
 from __future__ import annotations
