@@ -173,3 +173,16 @@ def test_hdf5_files_lazily_per_worker_through_dataloader(synth_files):
     rec = read_recording(synth_files[0])
     filtered = filter_offline(rec.emg, 1000.0, pre)
     np.testing.assert_array_equal(direct[0]["emg"], filtered[_starts(ds)[0]:][:100].T)
+
+
+def test_emg2pose_dataset_file_loads_unlabelled_with_pose(shared_dir):
+    path = shared_dir / "data" / "emg2pose" / "test_data.hdf5"
+    rec = read_recording(path)
+    with pytest.raises(ValueError, match="no window"):
+        WindowDataset([path], WindowSpec(20, 10))  # no labels in Meta's files
+    ds = WindowDataset([path], WindowSpec(20, 10), labelled=False)
+    assert len(ds) == 9 and ds.with_pose and ds.class_names == []
+    item = ds[3]
+    assert item["label"] == -1 and item["user"] == 0
+    np.testing.assert_array_equal(item["emg"], rec.emg[30:50].T)
+    np.testing.assert_array_equal(item["pose"], rec.joint_angles[30:50].T.astype(np.float32))
