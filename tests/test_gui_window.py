@@ -187,38 +187,48 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
         stats = w.pipeline.stats.adaptation
         return 0 if stats is None else stats.windows_seen
 
-    assert pump(qapp, 30.0, until=lambda: windows_seen() > 0)
+    assert pump(qapp, 60.0, until=lambda: windows_seen() > 0)  # the adapter imports torch
     first = windows_seen()
     assert pump(qapp, 30.0, until=lambda: windows_seen() > first)
     pump(qapp, 0.5)
     assert p.progress["windows"].text() != "0"
+    assert p.progress["state"].text() == "adapting"
     p.stop_button.click()
     assert not w.pipeline.adaptation_running
-    # save for a user, then reset: the source model is back in use
+    assert p.start_button.isEnabled()
+    # save for a user
     p.user_edit.setText("tester")
     saved = w.save_personalized(tmp_path / "tester.emgm", "tester")
     assert saved.is_file()
+    # resume, then reset: the source model is back in use and the adapter starts over
+    p.start_button.click()
+    before = windows_seen()
     version = w.pipeline.stats.model_version
     p.reset_button.click()
     assert pump(qapp, 5.0, until=lambda: w.pipeline.stats.model_version > version)
     assert "source" in p.message.text()
-    assert w.pipeline.stats.adaptation.windows_seen == 0  # the adapter forgot the user
+    assert pump(qapp, 10.0, until=lambda: windows_seen() < before)
+    p.stop_button.click()
 
 
 def test_closing_leaves_no_thread_or_process(qapp, test_model, tmp_path):
-    baseline = set(threading.enumerate())
+    threads_before = set(threading.enumerate())
+    children_before = set(multiprocessing.active_children())
     window = open_window(qapp, test_model, record_dir=tmp_path)
     assert window.pipeline is not None
     assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 5)
-    window.source_panel.record_button.click()  # a recorder thread too
+    window.source_panel.record_button.click()  # a recorder thread
+    window.personalization.start_button.click()  # the adapter's process and its thread
     pump(qapp, 0.3)
-    assert len(set(threading.enumerate()) - baseline) >= 3
+    assert len(set(threading.enumerate()) - threads_before) >= 4
+    assert set(multiprocessing.active_children()) - children_before
     window.close()
     assert window.pipeline is None
     pump(qapp, 0.2)
-    left = [t for t in set(threading.enumerate()) - baseline if t.is_alive()]
+    left = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not left, f"threads left after close: {left}"
-    assert multiprocessing.active_children() == []
+    children = set(multiprocessing.active_children()) - children_before
+    assert not children, f"processes left after close: {children}"
     assert window.last_recording is not None and window.last_recording.is_file()
 
 
