@@ -434,8 +434,9 @@ class Pipeline:
                 samples, timestamps = source.read(timeout)
                 arrival = local_clock()
                 recorder = self._recorder
+                drops = source.drain_drops()  # always: the source keeps them until drained
                 if recorder is not None:
-                    for span in source.drain_drops():
+                    for span in drops:
                         recorder.put_drop(span.time, span.count)
                 n = samples.shape[0]
                 if n == 0:
