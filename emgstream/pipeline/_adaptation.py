@@ -8,9 +8,12 @@ Measured on 2 cores: p99 latency 26-31 ms with the adapter in a thread, against 
 adaptation (``benchmarks/bench_latency.py``). In its own process the torch work shares only
 the cores, at the niceness we give it, and the pipeline's process never imports torch.
 
-Protocol over a ``multiprocessing`` pipe between our own two processes (tuples):
+Protocol over a socket pair between our own two processes, as pickled tuples
+(``multiprocessing.connection.Connection``; the child is ``python -m
+emgstream.pipeline._adaptation_child FD``):
 
-- parent -> child: ``("observe", windows)``, ``("reset", epoch)``, ``("save", path, user)``,
+- parent -> child: ``("start", model, options, swap_seconds)`` first, then
+  ``("observe", windows)``, ``("reset", epoch)``, ``("save", path, user)``,
   ``("stop",)``.
 - child -> parent: ``("ready",)``, ``("model", epoch, onnx_bytes)``, ``("stats", stats)``,
   ``("saved", path)``, ``("failed", message)`` (a save that failed), ``("error", message)``
@@ -23,11 +26,14 @@ reset but received after it is dropped instead of undoing the reset.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +57,15 @@ class _AdaptationProcess:
     """Parent-side handle of the adapter process. Thread-safe."""
 
     def __init__(self, model: ModelFile, options, nice: int, swap_seconds: float) -> None:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_child_main,
-                                    args=(child, model, options, swap_seconds),
-                                    name="emgstream-adaptation", daemon=True)
-        self._process.start()
-        child.close()
+        # A plain interpreter on a socket pair, not multiprocessing's spawn: spawn re-imports
+        # the parent's main script, which breaks every script without a __main__ guard.
+        parent_sock, child_sock = socket.socketpair()
+        with child_sock:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "emgstream.pipeline._adaptation_child",
+                 str(child_sock.fileno())], pass_fds=(child_sock.fileno(),))
+        self._conn = Connection(parent_sock.detach())
+        self._conn.send(("start", model, options, swap_seconds))
         if nice:  # from here, so that the child's imports already run at the lower priority
             try:
                 os.setpriority(os.PRIO_PROCESS, self._process.pid, nice)
@@ -132,7 +140,7 @@ class _AdaptationProcess:
             except (EOFError, OSError):
                 if self.error is None and not self._closing:
                     self.error = (f"the adaptation process ended unexpectedly (exit code "
-                                  f"{self._process.exitcode})")
+                                  f"{self._process.poll()})")
 
     def take_models(self) -> list[bytes]:
         """Models received since the last call (current epoch only), oldest first."""
@@ -145,17 +153,19 @@ class _AdaptationProcess:
         self.pump()
         if self.ready:
             self._send(("stop",))
-            self._process.join(10.0)
+            try:
+                self._process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                logger.warning("adaptation process did not stop; terminating it")
         # still importing torch or stuck: nothing to lose, do not wait for it
-        if self._process.is_alive():
-            logger.warning("adaptation process did not stop; terminating it")
+        if self._process.poll() is None:
             self._process.terminate()
-            self._process.join(5.0)
+            self._process.wait(5.0)
         self._conn.close()
 
     @property
     def alive(self) -> bool:
-        return self._process.is_alive()
+        return self._process.poll() is None
 
 
 def _child_main(conn, model: ModelFile, options, swap_seconds: float) -> None:
