@@ -140,7 +140,8 @@ def main() -> None:
             for p in list(model.projection.parameters()) + list(model.classifier.parameters()):
                 p.requires_grad_(False)
             reg = PoseRegression(model)
-            fit(reg, splits.train, recipe.stages["align-cpep"], out, env, seed=recipe.seed,
+            fit(reg, splits.train.rotated(recipe.data.rotation), recipe.stages["align-cpep"],
+                out, env, seed=recipe.seed,
                 inputs=(0, 1), desc="supervised")
             return model.state_dict()
         sup = new_gesture_model(recipe, splits.seen)

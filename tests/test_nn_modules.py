@@ -46,9 +46,16 @@ def test_normalisation(mode):
     x = torch.randn(2, 4, 100) * 30 + 7
     z = model.normalisation(x)
     if mode == "instance":
-        torch.testing.assert_close(z.mean(-1), torch.zeros(2, 4), atol=1e-4, rtol=0)
-        torch.testing.assert_close(z.std(-1, unbiased=False), torch.ones(2, 4), atol=1e-3,
+        torch.testing.assert_close(z.mean((1, 2)), torch.zeros(2), atol=1e-4, rtol=0)
+        torch.testing.assert_close(z.std((1, 2), unbiased=False), torch.ones(2), atol=1e-3,
                                    rtol=0)
+        # one window's scale goes, the relative amplitudes across channels stay
+        y = x.clone()
+        y[:, 1] *= 3.0
+        ratio = model.normalisation(y).std(-1) / model.normalisation(y * 5 + 2).std(-1)
+        torch.testing.assert_close(ratio, torch.ones(2, 4), atol=1e-3, rtol=0)
+        zy = model.normalisation(y)
+        assert torch.all(zy[:, 1].std(-1) > 2 * zy[:, 0].std(-1))
     elif mode == "fixed":
         model.normalisation.mean.fill_(7.0)
         model.normalisation.std.fill_(30.0)

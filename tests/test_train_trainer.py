@@ -51,6 +51,13 @@ def test_windows_are_cut_filtered_and_labelled():
     assert (ws.labels == -1).any() and (ws.labels >= 0).any()  # windows over label changes
     sub = ws.relabel(["c", "a"])
     assert set(sub.labels.tolist()) == {0, 1} and len(sub) < len(ws)
+    # channel rotation: every window is its own channels turned by -1, 0 or +1
+    torch.manual_seed(0)
+    rot, _, _ = ws.rotated(1).__getitems__(list(range(20)))
+    plain, _, _ = ws.__getitems__(list(range(20)))
+    shifts = [next(s for s in (-1, 0, 1) if torch.equal(r, torch.roll(p, s, dims=0)))
+              for r, p in zip(rot, plain)]
+    assert set(shifts) == {-1, 0, 1}
 
 
 def test_resume_repeats_an_uninterrupted_run(tmp_path):
@@ -85,6 +92,7 @@ _DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_agree(tmp_path):
     script = tmp_path / "ddp.py"
     out = str(tmp_path / "run")

@@ -15,11 +15,14 @@ _EPS = 1e-5
 
 
 class Normalisation(nn.Module):
-    """Per-channel normalisation of a window, inside the graph.
+    """Normalisation of a window, inside the graph. x (batch, channels, time).
 
-    ``"instance"``: each window, each channel, over time (CPEP appendix B: EMG is
-    instance-normalised). ``"fixed"``: stored per-channel ``mean``/``std`` buffers (AdaBN-style
-    baselines re-estimate them). ``"none"``: identity. x (batch, channels, time).
+    ``"instance"``: each window (instance) by its own mean and std over channels and time
+    (CPEP appendix B: EMG is instance-normalised). We pool the statistics over channels,
+    not per channel as InstanceNorm1d would: per-channel statistics erase the relative
+    amplitudes across electrodes, which is the spatial pattern of muscle activity that
+    tells held gestures apart in a 400 ms window. ``"fixed"``: stored per-channel
+    ``mean``/``std`` buffers (AdaBN-style baselines re-estimate them). ``"none"``: identity.
     """
 
     def __init__(self, mode: str, n_channels: int) -> None:
@@ -31,8 +34,8 @@ class Normalisation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "instance":
-            mean = x.mean(dim=-1, keepdim=True)
-            var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
+            mean = x.mean(dim=(1, 2), keepdim=True)
+            var = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)
             return (x - mean) * torch.rsqrt(var + _EPS)
         if self.mode == "fixed":
             return (x - self.mean[:, None]) / (self.std[:, None] + _EPS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,23 +32,36 @@ class WindowSet:
     users: np.ndarray
     class_names: list[str]
     window: int
+    max_rotation: int = 0  #: training augmentation, see :meth:`rotated`
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitems__(self, indices):
         idx = self.starts[torch.as_tensor(indices)][:, None] + torch.arange(self.window)
-        return (self.emg[idx].transpose(1, 2), self.pose[idx].transpose(1, 2),
-                self.labels[torch.as_tensor(indices)])
+        emg = self.emg[idx].transpose(1, 2)
+        if self.max_rotation:
+            # channel-rotation augmentation (emg2pose, CPEP appendix B): each window's band
+            # turned by a random whole number of electrodes in [-r, r]
+            n_ch = emg.shape[1]
+            shift = torch.randint(-self.max_rotation, self.max_rotation + 1, (len(emg), 1))
+            order = (torch.arange(n_ch)[None, :] - shift) % n_ch
+            emg = torch.gather(emg, 1, order[:, :, None].expand(-1, -1, emg.shape[2]))
+        return emg, self.pose[idx].transpose(1, 2), self.labels[torch.as_tensor(indices)]
 
     def __getitem__(self, i):
         emg, pose, label = self.__getitems__([i])
         return emg[0], pose[0], label[0]
 
+    def rotated(self, max_rotation: int) -> "WindowSet":
+        """The same windows with channel-rotation augmentation of up to ``max_rotation``."""
+        return replace(self, max_rotation=int(max_rotation))
+
     def subset(self, mask) -> "WindowSet":
         mask = torch.as_tensor(np.asarray(mask))
         return WindowSet(self.emg, self.pose, self.starts[mask], self.labels[mask],
-                         self.users[mask.numpy()], self.class_names, self.window)
+                         self.users[mask.numpy()], self.class_names, self.window,
+                         self.max_rotation)
 
     def relabel(self, names: list[str]) -> "WindowSet":
         """Keep windows whose label is in ``names``, re-indexed into ``names``."""

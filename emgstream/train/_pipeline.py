@@ -13,7 +13,8 @@ import torch
 from ..modelfile import Preprocessing
 from ..nn import CPEP, MAE, EMBridge, EncoderConfig, GestureModel, PatchEncoder, PoseAnchor
 from ._data import WindowSet, windows_from_streams
-from ._eval import embed_windows, fit_linear_probe, macro_accuracy, zero_shot_accuracy
+from ._eval import (embed_windows, fit_linear_probe, macro_accuracy, standardise,
+                    zero_shot_accuracy)
 from ._recipe import STAGES, Recipe
 from ._trainer import Env, fit
 
@@ -135,8 +136,9 @@ def run_mae(recipe: Recipe, stage: str, data: WindowSet, env: Env) -> dict:
     torch.manual_seed(recipe.seed)
     mae = MAE(cfg, decoder_layers=m.decoder_layers, mask_ratio=m.mask_ratio,
               normalisation=recipe.data.normalisation if is_emg else "none")
-    fit(mae, data, recipe.stages[stage], _stage_dir(recipe, stage), env, seed=recipe.seed,
-        inputs=(0,) if is_emg else (1,), desc=stage)
+    fit(mae, data.rotated(recipe.data.rotation) if is_emg else data, recipe.stages[stage],
+        _stage_dir(recipe, stage), env, seed=recipe.seed, inputs=(0,) if is_emg else (1,),
+        desc=stage)
     return mae.encoder.state_dict()
 
 
@@ -172,8 +174,8 @@ def run_align(recipe: Recipe, stage: str, data: WindowSet, class_names, emg_stat
                            mask_ratio=m.mask_ratio)
         anchor_embeddings = embed_windows(aligner.pose, data, which=1)
         aligner.set_communities(anchor_embeddings.numpy(), seed=recipe.seed)
-    fit(aligner, data, recipe.stages[stage], stage_dir or _stage_dir(recipe, stage), env,
-        seed=recipe.seed, inputs=(0, 1), desc=stage)
+    fit(aligner, data.rotated(recipe.data.rotation), recipe.stages[stage],
+        stage_dir or _stage_dir(recipe, stage), env, seed=recipe.seed, inputs=(0, 1), desc=stage)
     for p in model.classifier.parameters():
         p.requires_grad_(True)
     return model.cpu().eval()
@@ -199,10 +201,16 @@ def run_head(recipe: Recipe, model: GestureModel, pose_state: dict, splits: Spli
     train = splits.train.relabel(splits.seen)
     test = splits.test.relabel(splits.seen)
     feats = embed_windows(model.embed, train)
-    probe = fit_linear_probe(feats, train.labels, len(splits.seen),
+    z, = standardise(feats)
+    probe = fit_linear_probe(z, train.labels, len(splits.seen),
                              steps=cfg.steps if cfg else 300, lr=cfg.lr if cfg else 1e-2,
                              weight_decay=cfg.weight_decay if cfg else 1e-4, seed=recipe.seed)
-    model.classifier.load_state_dict(probe.state_dict())
+    # fold the feature standardisation into the classifier: W (f - m) / s + b
+    mean, std = feats.mean(0), feats.std(0) + 1e-6
+    with torch.no_grad():
+        weight = probe.weight / std
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(probe.bias - weight @ mean)
     anchor = PoseAnchor(pose_encoder(recipe, pose_state))
     bank = make_bank(embed_windows(anchor, train, which=1), train.labels,
                      recipe.model.bank_per_class, recipe.seed)
@@ -229,7 +237,7 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
     t0 = time.perf_counter()
     torch.manual_seed(recipe.seed)
     splits = splits or load_splits(recipe)
-    states = {}
+    states, ran = {}, []
     for stage in STAGES:
         if stage not in recipe.stages or stage == "head":
             continue
@@ -237,6 +245,7 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
         if states[stage] is not None:
             logger.info("%s: already finished, loaded", stage)
             continue
+        ran.append(stage)
         if stage in ("mae-emg", "mae-pose"):
             states[stage] = run_mae(recipe, stage, splits.train, env)
         else:
@@ -255,7 +264,9 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
     pose_state = _need(states.get("mae-pose") or _load_stage(recipe, "mae-pose"), "mae-pose")
     model, bank, metrics = run_head(recipe, model.eval(), pose_state, splits)
     wall = time.perf_counter() - t0
-    metrics["train_wall_time_s"] = round(wall, 1)
+    # stages finished by an earlier invocation are loaded, not timed again
+    metrics["stages_trained_in_this_run"] = ran + ["head"]
+    metrics["wall_time_of_this_run_s"] = round(wall, 1)
     path = recipe.out_dir / FINAL_CHECKPOINT
     if env.is_main:
         torch.save({

@@ -53,6 +53,7 @@ class DataConfig:
     bandpass: tuple[float, float] | None = (20.0, 450.0)
     notch: float | None = 50.0
     normalisation: str = "instance"
+    rotation: int = 1  #: channel-rotation augmentation for EMG training, in electrodes
     seed: int = 0
 
 
