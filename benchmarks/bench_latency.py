@@ -61,7 +61,8 @@ def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int,
         # an untrained model is never confident: accept every pseudo-label so that the
         # adapter really trains at every call (the heaviest load it can put on the cores)
         adapt_config = OnlineConfig(xi=0.0, n_consecutive=1)
-    config = PipelineConfig(emit="hop", adapt=adapt, adapt_nice=nice,
+    # swaps every 2 s (the default is 5 s) so that session builds fall inside the window
+    config = PipelineConfig(emit="hop", adapt=adapt, adapt_nice=nice, adapt_swap_seconds=2.0,
                             realtime_priority=realtime, adapt_config=adapt_config)
     pipeline = Pipeline(open_source(uri), model, config)
     pipeline.subscribe(on_event)
