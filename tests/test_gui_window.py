@@ -9,8 +9,11 @@ drive the pipeline's adaptation thread, and closing leaves no thread or process 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +68,23 @@ def open_window(app, model, uri=_SIM, **kwargs):
     window = LiveDemoWindow(model, uri, config=config, **kwargs)
     window.show()
     return window
+
+
+def child_processes() -> set[int]:
+    """Live child processes of this process: multiprocessing's and plain subprocesses
+    (the adapter runs as one), from /proc."""
+    pids = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        pids.update(int(p) for p in (task / "children").read_text().split())
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
 
 
 def performed_recently(source, class_names, t_end: float, seconds: float) -> set[str]:
@@ -211,24 +231,27 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
     p.stop_button.click()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_closing_leaves_no_thread_or_process(qapp, test_model, tmp_path):
     threads_before = set(threading.enumerate())
-    children_before = set(multiprocessing.active_children())
+    children_before = child_processes()
     window = open_window(qapp, test_model, record_dir=tmp_path)
     assert window.pipeline is not None
     assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 5)
     window.source_panel.record_button.click()  # a recorder thread
     window.personalization.start_button.click()  # the adapter's process and its thread
     pump(qapp, 0.3)
+    assert window.pipeline.adaptation_running, window.statusBar().currentMessage()
     assert len(set(threading.enumerate()) - threads_before) >= 4
-    assert set(multiprocessing.active_children()) - children_before
+    assert child_processes() - children_before
     window.close()
     assert window.pipeline is None
     pump(qapp, 0.2)
     left = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not left, f"threads left after close: {left}"
-    children = set(multiprocessing.active_children()) - children_before
+    children = child_processes() - children_before
     assert not children, f"processes left after close: {children}"
+    assert multiprocessing.active_children() == []
     assert window.last_recording is not None and window.last_recording.is_file()
 
 
