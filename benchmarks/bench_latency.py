@@ -51,7 +51,7 @@ def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int,
     started = []
 
     def on_event(event):
-        if warmup <= event.emitted - started[0] < warmup + seconds:
+        if started and warmup <= event.emitted - started[0] < warmup + seconds:
             latencies.append(event.latency)
 
     adapt_config = None
@@ -66,18 +66,27 @@ def _latency_run(model, seconds: float, warmup: float, adapt: bool, nice: int,
                             realtime_priority=realtime, adapt_config=adapt_config)
     pipeline = Pipeline(open_source(uri), model, config)
     pipeline.subscribe(on_event)
-    cpu0 = time.process_time()
     from pylsl import local_clock
 
-    started.append(local_clock())
     with pipeline:
+        if adapt:  # measure while the adapter trains, not while its process starts
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and pipeline.adaptation_error is None:
+                a = pipeline.stats.adaptation
+                if a is not None and a.steps > 0:
+                    break
+                time.sleep(0.2)
+        before = pipeline.stats
+        swaps0, skipped0 = before.model_version, before.skipped_hops
+        started.append(local_clock())
+        cpu0 = time.process_time()
         pipeline.wait(seconds + warmup)
         stats = pipeline.stats
     cpu = (time.process_time() - cpu0) / (seconds + warmup)
     lat = np.array(latencies) * 1e3
     return {"hops": len(lat), "p50": np.percentile(lat, 50), "p99": np.percentile(lat, 99),
-            "max": lat.max(), "skipped": stats.skipped_hops, "cpu": cpu,
-            "swaps": stats.model_version, "adapt_error": pipeline.adaptation_error,
+            "max": lat.max(), "skipped": stats.skipped_hops - skipped0, "cpu": cpu,
+            "swaps": stats.model_version - swaps0, "adapt_error": pipeline.adaptation_error,
             "adaptation": stats.adaptation}
 
 
@@ -100,7 +109,7 @@ def bench_latency(model, seconds: float, warmup: float) -> None:
         if have_adapter:
             rows.append((f"online adaptation (nice 10){label}",
                          _latency_run(model, seconds, warmup, True, 10, realtime)))
-    print("| run | hops | p50 ms | p99 ms | max ms | skipped hops | model swaps | "
+    print("| run | hops | p50 ms | p99 ms | max ms | skipped hops | model swaps in the window | "
           "CPU of the pipeline process (cores) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows:
