@@ -26,16 +26,17 @@ statistics, so AdaBN is the identity (reported as such, not hidden).
 
 Hyper-parameters: the paper's (Adam betas (0.5, 0.99), weight decay 3e-4, batch 64, 5 SSA
 epochs, 10 SSP epochs, T = 17, alpha = 0.996, xi = 0.8) except these, chosen on the 3DC dev
-users Participant1-3 (source model trained on Participant4-11; ``benchmarks/results/``):
+people P1-P3 with a source model trained on P4-P11 (``benchmarks/bench_adapt.py``, table in
+``benchmarks/results/adapt_dev_3dc.md``; source-only 35.9 %):
 
-- learning rate 1e-4, not the paper's 1e-7: at 1e-7 the relative parameter change after
-  all 15 epochs is ~1e-4 and not one scored prediction changes (P1: accuracy identical);
-- stage-1 learning rate 1e-6: SSA lowered accuracy at every rate that moved the model
-  (P1 after AdaBN: 37.5 % -> 31.6 % at 1e-5, 27.3 % at 1e-4 with SSP), so it is kept small;
-- N_c = 1 (eq. 8 alone): with the paper's N_c = 15 few windows pass (0-11 %) and SSP scored
-  34.0 % mean on P1-3 against 35.9 % with N_c = 1 (source-only 36.4 %);
-- no AdaBN before the gradient methods: it helped P1 (22 -> 37.5 %) but hurt P2 (43.6 ->
-  35.3 %) and P3 (41.9 -> 25.6 %).
+- learning rate 1e-4, not the paper's 1e-7: at 1e-7 (both stages, 15 epochs) the relative
+  parameter change is 1e-4 and mean accuracy moves by -0.1 points: nothing is adapted;
+- stage-1 learning rate 1e-6: SSA lowered accuracy whenever it moved the model (EMG-UP with
+  SSA at 1e-4: 22.4 %, -13.4 points), so it is kept small;
+- N_c = 1 (eq. 8 alone): with the paper's N_c = 15 only 7 % of windows pass and SSP scores
+  34.0 % (-1.9); EMG-UP with N_c = 1 scores 35.9 % (+0.1);
+- no AdaBN before the gradient methods: SSP after AdaBN helps P1 (22.1 -> 43.2 %) and hurts
+  P2 (43.6 -> 38.3 %) and P3 (41.9 -> 26.0 %).
 """
 
 from __future__ import annotations
