@@ -78,6 +78,7 @@ def test_recipe_errors_name_the_problem(tmp_path):
     assert r.stages["mae-emg"].steps == 2 and r.stages["head"].steps == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aligned", ["align-cpep", "align-embridge"])
 def test_tiny_recipe_runs_every_stage_and_exports(tmp_path, aligned):
     recipe = _recipe(tmp_path, aligned=aligned)
