@@ -72,7 +72,7 @@ class _AdaptationProcess:
             except OSError as err:
                 logger.info("could not lower the adaptation process's priority: %s", err)
         self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
+        self._lock = threading.Condition()  # guards what the reader thread updates
         self._epoch = 0
         self._models: list[bytes] = []
         self._replies: list[tuple] = []
@@ -80,6 +80,11 @@ class _AdaptationProcess:
         self.error: str | None = None
         self.ready = False
         self._closing = False
+        # Always reading, so the child never blocks on a send while we block on ours (with
+        # both socket buffers full that was a deadlock).
+        self._reader = threading.Thread(target=self._read, name="emgstream-adaptation-reader",
+                                        daemon=True)
+        self._reader.start()
 
     # -- parent -> child ------------------------------------------------------------------
     def _send(self, message: tuple) -> None:
@@ -94,64 +99,67 @@ class _AdaptationProcess:
 
     def reset(self) -> None:
         """Ask for a reset; models exported before it are dropped from now on."""
-        with self._recv_lock:
+        with self._lock:
             self._epoch += 1
             self._models.clear()
             epoch = self._epoch
         self._send(("reset", epoch))
 
     def save(self, path: str | Path, user: str) -> Path:
-        with self._recv_lock:
+        with self._lock:
             self._replies.clear()
         self._send(("save", str(path), str(user)))
-        deadline = time.monotonic() + _SAVE_TIMEOUT
-        while time.monotonic() < deadline:
-            self.pump(timeout=0.1)
-            with self._recv_lock:
-                if self._replies:
-                    kind, value = self._replies.pop(0)
-                    if kind == "saved":
-                        return Path(value)
-                    raise AdaptationError(f"saving the personalized model failed: {value}")
-            if self.error is not None:
+        with self._lock:
+            done = self._lock.wait_for(lambda: self._replies or self.error is not None,
+                                       timeout=_SAVE_TIMEOUT)
+            if not done:
+                raise AdaptationError(f"the adaptation process did not save within "
+                                      f"{_SAVE_TIMEOUT:g} s")
+            if not self._replies:
                 raise AdaptationError(self.error)
-        raise AdaptationError(f"the adaptation process did not save within {_SAVE_TIMEOUT:g} s")
+            kind, value = self._replies.pop(0)
+        if kind == "saved":
+            return Path(value)
+        raise AdaptationError(f"saving the personalized model failed: {value}")
 
     # -- child -> parent ------------------------------------------------------------------
-    def pump(self, timeout: float = 0.0) -> None:
-        """Receive what the child sent (waiting up to ``timeout`` for the first message)."""
-        with self._recv_lock:
+    def _read(self) -> None:
+        while True:
             try:
-                while self._conn.poll(timeout):
-                    timeout = 0.0
-                    message = self._conn.recv()
-                    kind = message[0]
-                    if kind == "model":
-                        if message[1] == self._epoch:
-                            self._models.append(message[2])
-                    elif kind == "stats":
-                        self.stats = message[1]
-                    elif kind == "ready":
-                        self.ready = True
-                    elif kind in ("saved", "failed"):
-                        self._replies.append((kind, message[1]))
-                    elif kind == "error":
-                        self.error = message[1]
+                message = self._conn.recv()
             except (EOFError, OSError):
-                if self.error is None and not self._closing:
-                    self.error = (f"the adaptation process ended unexpectedly (exit code "
-                                  f"{self._process.poll()})")
+                with self._lock:
+                    if self.error is None and not self._closing:
+                        self.error = (f"the adaptation process ended unexpectedly (exit "
+                                      f"code {self._process.poll()})")
+                    self._lock.notify_all()
+                return
+            kind = message[0]
+            with self._lock:
+                if kind == "model":
+                    if message[1] == self._epoch:
+                        self._models.append(message[2])
+                elif kind == "stats":
+                    self.stats = message[1]
+                elif kind == "ready":
+                    self.ready = True
+                elif kind in ("saved", "failed"):
+                    self._replies.append((kind, message[1]))
+                elif kind == "error":
+                    self.error = message[1]
+                self._lock.notify_all()
 
     def take_models(self) -> list[bytes]:
         """Models received since the last call (current epoch only), oldest first."""
-        with self._recv_lock:
+        with self._lock:
             models, self._models = self._models, []
             return models
 
     def close(self) -> None:
-        self._closing = True
-        self.pump()
-        if self.ready:
+        with self._lock:
+            self._closing = True
+            ready = self.ready
+        if ready:
             self._send(("stop",))
             try:
                 self._process.wait(10.0)
@@ -161,6 +169,7 @@ class _AdaptationProcess:
         if self._process.poll() is None:
             self._process.terminate()
             self._process.wait(5.0)
+        self._reader.join(5.0)  # the child's end is closed: the reader sees EOF
         self._conn.close()
 
     @property

@@ -646,7 +646,6 @@ class Pipeline:
         idle = self._model.preprocessing.hop / self._model.preprocessing.sample_rate
         try:
             while not self._adapt_stop.is_set() and not self._stop_event.is_set():
-                process.pump()
                 if process.error is not None:
                     logger.error("adaptation stopped: %s", process.error)
                     return
@@ -708,10 +707,7 @@ class Pipeline:
         ring = getattr(self, "_ring", None)
         total = ring.total_written if ring is not None else 0
         recording = self._recorder or self._last_recording
-        adaptation = None
-        if self._adaptation is not None:
-            self._adaptation.pump()  # also while paused: stats after a reset
-            adaptation = self._adaptation.stats
+        adaptation = self._adaptation.stats if self._adaptation is not None else None
         return PipelineStats(
             samples=total, effective_rate=float(rate),
             dropped_samples=source_stats.dropped_samples,
