@@ -79,7 +79,7 @@ def main() -> None:
     lines = [f"Online EMG-UP accuracy (%) on each person's test block against seconds of the "
              f"train block streamed (step every {args.step_every} windows of 50 ms; "
              f"online AdaBN {'on' if args.renormalise else 'off'}).", "",
-             header, "|---" * (len(checkpoints) + 4) + "|"]
+             header, "|---" * (header.count("|") - 1) + "|"]
     for person, (curve, offline, secs, stats) in rows.items():
         accs = [f"{100 * a:.1f}" for _, a in curve[:len(checkpoints) - 1]] + [
             f"{100 * curve[-1][1]:.1f}"]
