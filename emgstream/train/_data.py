@@ -1,15 +1,25 @@
-"""Windows for training and evaluation, cut lazily from continuous filtered recordings."""
+"""Windows for training and evaluation, as batches ``(emg, pose, labels)``.
+
+Two sources, one batch interface (``__getitems__``, ``labels``, ``users``, ``rotated``,
+``relabel``), and one rule for which is used: data generated in memory (``data.source =
+"synth"``) is a :class:`WindowSet` (the filtered streams are already in memory, and a batch
+is one vectorised gather); recordings on disk (``data.source = "recordings"``) are
+:class:`RecordingWindows`, built on :class:`emgstream.io.WindowDataset`, read lazily by the
+DataLoader's workers, so the data never has to fit in the main process's memory.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..dsp import filter_offline
-from ..io import LabelledStream
+from ..io import LabelledStream, WindowDataset, WindowSpec
 from ..modelfile import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -39,14 +49,7 @@ class WindowSet:
 
     def __getitems__(self, indices):
         idx = self.starts[torch.as_tensor(indices)][:, None] + torch.arange(self.window)
-        emg = self.emg[idx].transpose(1, 2)
-        if self.max_rotation:
-            # channel-rotation augmentation (emg2pose, CPEP appendix B): each window's band
-            # turned by a random whole number of electrodes in [-r, r]
-            n_ch = emg.shape[1]
-            shift = torch.randint(-self.max_rotation, self.max_rotation + 1, (len(emg), 1))
-            order = (torch.arange(n_ch)[None, :] - shift) % n_ch
-            emg = torch.gather(emg, 1, order[:, :, None].expand(-1, -1, emg.shape[2]))
+        emg = _rotate(self.emg[idx].transpose(1, 2), self.max_rotation)
         return emg, self.pose[idx].transpose(1, 2), self.labels[torch.as_tensor(indices)]
 
     def __getitem__(self, i):
@@ -78,6 +81,18 @@ class WindowSet:
     def __repr__(self) -> str:
         return (f"<WindowSet {len(self)} windows of {self.window} samples, "
                 f"{self.emg.shape[1]} ch, users {sorted(set(self.users.tolist()))}>")
+
+
+def _rotate(emg: torch.Tensor, max_rotation: int) -> torch.Tensor:
+    """Channel-rotation augmentation (emg2pose, CPEP appendix B): each window's band in
+    ``emg`` (batch, channels, time) turned by a random whole number of electrodes in
+    [-max_rotation, max_rotation]."""
+    if not max_rotation:
+        return emg
+    n_ch = emg.shape[1]
+    shift = torch.randint(-max_rotation, max_rotation + 1, (len(emg), 1))
+    order = (torch.arange(n_ch)[None, :] - shift) % n_ch
+    return torch.gather(emg, 1, order[:, :, None].expand(-1, -1, emg.shape[2]))
 
 
 def windows_from_streams(streams: list[LabelledStream], preprocessing: Preprocessing,
@@ -117,3 +132,86 @@ def windows_from_streams(streams: list[LabelledStream], preprocessing: Preproces
                      torch.from_numpy(np.concatenate(starts)),
                      torch.from_numpy(np.concatenate(labels)),
                      np.concatenate(users).astype(str), names, w)
+
+
+class RecordingWindows:
+    """Windows read lazily from emg2pose-layout HDF5 recordings, batched like a
+    :class:`WindowSet`.
+
+    Wraps an :class:`emgstream.io.WindowDataset` (causal filters of the live path, per
+    stream; IK failures skipped when pose is delivered; no window touches an ``exclude``-d
+    class). Each DataLoader worker opens, reads and filters the files it needs itself: the
+    object pickles without samples or h5py handles.
+
+    Training windows (``labelled=False``) are every window not touching an excluded class;
+    :meth:`relabel` gives the labelled, single-class windows of some classes, for the
+    head and its evaluation. A batch is ``(emg (batch, channels, window), pose (batch, 20,
+    window) or None, labels (batch,))``; labels index :attr:`class_names` (-1: none).
+    """
+
+    def __init__(self, files: Sequence[str | os.PathLike], preprocessing: Preprocessing,
+                 stride: int, exclude: Sequence[str] = (), with_pose: bool = True,
+                 labelled: bool = False, names: Sequence[str] | None = None,
+                 max_rotation: int = 0) -> None:
+        self.files = [str(f) for f in files]
+        self.preprocessing, self.stride, self.with_pose = preprocessing, stride, with_pose
+        self.max_rotation = int(max_rotation)
+        self.dataset = WindowDataset(self.files, WindowSpec(preprocessing.window, stride),
+                                     preprocessing, pure=labelled, labelled=labelled,
+                                     exclude=exclude, with_pose=with_pose)
+        self.class_names = list(self.dataset.class_names if names is None else names)
+        self.source_class_names = list(self.dataset.class_names) + list(exclude)
+        # dataset label -> index into class_names (-1 stays -1, read from the last entry)
+        lut = [self.class_names.index(c) if c in self.class_names else -1
+               for c in self.dataset.class_names]
+        self._lut = torch.tensor(lut + [-1], dtype=torch.int64)
+
+    @property
+    def window(self) -> int:
+        return self.preprocessing.window
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """int64 (windows,): label of each window's last sample, into :attr:`class_names`."""
+        return self._lut[torch.from_numpy(self.dataset.window_labels)]
+
+    @property
+    def users(self) -> np.ndarray:
+        """str (windows,): each window's user."""
+        return np.asarray(self.dataset.users, dtype=str)[self.dataset.window_users]
+
+    def __getitems__(self, indices):
+        items = [self.dataset[int(i)] for i in indices]
+        emg = _rotate(torch.from_numpy(np.stack([it["emg"] for it in items])),
+                      self.max_rotation)
+        pose = (torch.from_numpy(np.stack([it["pose"] for it in items]))
+                if self.with_pose else None)
+        labels = self._lut[torch.tensor([it["label"] for it in items], dtype=torch.int64)]
+        return emg, pose, labels
+
+    def __getitem__(self, i):
+        emg, pose, label = self.__getitems__([i])
+        return emg[0], None if pose is None else pose[0], label[0]
+
+    def rotated(self, max_rotation: int) -> "RecordingWindows":
+        """The same windows with channel-rotation augmentation of up to ``max_rotation``."""
+        out = object.__new__(RecordingWindows)
+        out.__dict__.update(self.__dict__, max_rotation=int(max_rotation))
+        return out
+
+    def relabel(self, names: list[str]) -> "RecordingWindows":
+        """The labelled single-class windows of ``names``, labels re-indexed into ``names``."""
+        unknown = set(names) - set(self.source_class_names)
+        if unknown:
+            raise ValueError(f"classes {sorted(unknown)} are not in the recordings' "
+                             f"{self.source_class_names}")
+        others = [c for c in self.source_class_names if c not in names]
+        return RecordingWindows(self.files, self.preprocessing, self.stride, exclude=others,
+                                with_pose=self.with_pose, labelled=True, names=names)
+
+    def __repr__(self) -> str:
+        return (f"<RecordingWindows {len(self)} windows of {self.window} samples from "
+                f"{len(self.files)} files, users {self.dataset.users}>")

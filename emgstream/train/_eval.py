@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..nn import knn_vote
 
@@ -19,16 +20,21 @@ def macro_accuracy(y_true, y_pred, n_classes: int) -> float:
 
 @torch.no_grad()
 def embed_windows(fn, windows, which: int = 0, batch_size: int = 512,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """Apply ``fn`` to every window's EMG (``which=0``) or pose (``which=1``) in batches.
+                  device: torch.device | str = "cpu", num_workers: int = 0) -> torch.Tensor:
+    """Apply ``fn`` to every window's EMG (``which=0``) or pose (``which=1``) in batches,
+    read by ``num_workers`` DataLoader workers (0: in this process).
 
     Returns the outputs concatenated on the CPU, in window order.
     """
-    out = []
-    for start in range(0, len(windows), batch_size):
-        batch = windows.__getitems__(list(range(start, min(start + batch_size, len(windows)))))
-        out.append(fn(batch[which].to(device)).float().cpu())
-    return torch.cat(out)
+    loader = DataLoader(windows, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_keep,
+                        # its own generator leaves the global RNG (later MAE masks) untouched
+                        generator=torch.Generator().manual_seed(0))
+    return torch.cat([fn(batch[which].to(device)).float().cpu() for batch in loader])
+
+
+def _keep(batch):
+    return batch
 
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: int,

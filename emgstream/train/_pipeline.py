@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -12,7 +14,7 @@ import torch
 
 from ..modelfile import Preprocessing
 from ..nn import CPEP, MAE, EMBridge, EncoderConfig, GestureModel, PatchEncoder, PoseAnchor
-from ._data import WindowSet, windows_from_streams
+from ._data import RecordingWindows, WindowSet, windows_from_streams
 from ._eval import (embed_windows, fit_linear_probe, macro_accuracy, standardise,
                     zero_shot_accuracy)
 from ._recipe import STAGES, Recipe
@@ -60,20 +62,29 @@ def new_gesture_model(recipe: Recipe, class_names, head: str = "projection",
 @dataclass
 class Splits:
     """train: training users, unseen gestures removed (alignment uses every window, probes the
-    labelled ones); probe: other users, all gestures (unseen-gesture probes and bank only);
-    test: users never used for anything but scoring."""
+    labelled ones); probe: other users, all gestures (unseen-gesture probes and bank only;
+    None when a recordings recipe names no probe users); test: users never used for anything
+    but scoring (None when a recordings recipe names none and has no head).
 
-    train: WindowSet
-    probe: WindowSet
-    test: WindowSet
+    Synthetic data are :class:`WindowSet` s, recordings :class:`RecordingWindows` (see
+    :mod:`emgstream.train._data` for the rule)."""
+
+    train: WindowSet | RecordingWindows
+    probe: WindowSet | RecordingWindows | None
+    test: WindowSet | RecordingWindows | None
     seen: list[str]
     unseen: list[str]
 
 
 def load_splits(recipe: Recipe) -> Splits:
+    """The recipe's train / probe / test windows, from ``data.source``."""
+    if recipe.data.source == "recordings":
+        return _recording_splits(recipe)
+    return _synth_splits(recipe)
+
+
+def _synth_splits(recipe: Recipe) -> Splits:
     d = recipe.data
-    if d.source != "synth":
-        raise ValueError(f"data source {d.source!r} is not supported yet; use 'synth'")
     from .. import synth
 
     config = synth.SynthConfig(n_channels=d.n_channels, sample_rate=float(d.sample_rate))
@@ -103,6 +114,66 @@ def load_splits(recipe: Recipe) -> Splits:
     logger.info("synthetic data: %d/%d/%d windows (train/probe/test) in %.1f s",
                 len(train), len(probe), len(test), time.perf_counter() - t0)
     return Splits(train, probe, test, seen, unseen)
+
+
+def recording_files(recipe: Recipe) -> list[Path]:
+    """The HDF5 files of ``data.root`` (a folder, searched recursively, or a glob), sorted."""
+    root = Path(recipe.data.root).expanduser()
+    if not root.is_absolute() and recipe.path is not None:
+        root = (recipe.path.parent / root).resolve()
+    if root.is_dir():
+        files = [p for p in root.rglob("*") if p.suffix in (".hdf5", ".h5") and p.is_file()]
+    else:
+        files = [Path(p) for p in glob.glob(str(root), recursive=True) if Path(p).is_file()]
+    if not files:
+        raise ValueError(f"data.root {str(root)!r} holds no .hdf5 / .h5 recordings")
+    return sorted(files)
+
+
+def _recording_splits(recipe: Recipe) -> Splits:
+    from ..io import read_recording
+
+    d = recipe.data
+    t0 = time.perf_counter()
+    groups: dict[str, list[Path]] = {"train": [], "probe": [], "test": []}
+    left_out = set()
+    for path in recording_files(recipe):
+        # one sample is enough for the metadata; WindowDataset reads the rest lazily
+        user = str(read_recording(path, stop=1).meta.get("user", ""))
+        split = next((name for name in ("test", "probe", "train")
+                      if any(fnmatch.fnmatchcase(user, pat) for pat in getattr(d, name))), None)
+        if split is None:
+            left_out.add(user)
+        else:
+            groups[split].append(path)
+    if left_out:
+        logger.info("users in no split, left out: %s", sorted(left_out))
+    if not groups["train"]:
+        raise ValueError(f"no recording under {d.root!r} belongs to a training user "
+                         f"(data.train = {d.train})")
+    if "head" in recipe.stages and not groups["test"]:
+        raise ValueError(f"the head stage scores the model on test users, but no recording "
+                         f"under {d.root!r} matches data.test = {d.test}")
+    prep = preprocessing(recipe)
+    # the pose is read only when a stage uses it (MAE on pose, alignment, the zero-shot bank)
+    with_pose = set(recipe.stages) != {"mae-emg"}
+
+    def windows(files, exclude=()):
+        return RecordingWindows(files, prep, d.stride, exclude=exclude,
+                                with_pose=with_pose) if files else None
+
+    train = windows(groups["train"], exclude=d.unseen)
+    seen = list(train.class_names)
+    if "head" in recipe.stages and not seen:
+        raise ValueError(f"the recordings under {d.root!r} carry no gesture labels; a recipe "
+                         "on them can pre-train the encoders but must not have a head stage")
+    splits = Splits(train, windows(groups["probe"]), windows(groups["test"]), seen,
+                    list(d.unseen))
+    logger.info("recordings: %s windows (train/probe/test) from %s files in %.1f s",
+                "/".join(str(len(s)) if s is not None else "-" for s in
+                         (splits.train, splits.probe, splits.test)),
+                "/".join(str(len(g)) for g in groups.values()), time.perf_counter() - t0)
+    return splits
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -172,7 +243,8 @@ def run_align(recipe: Recipe, stage: str, data: WindowSet, class_names, emg_stat
                            n_communities=m.n_communities, top_k=m.community_top_k,
                            community_temperature=m.community_temperature,
                            mask_ratio=m.mask_ratio)
-        anchor_embeddings = embed_windows(aligner.pose, data, which=1)
+        anchor_embeddings = embed_windows(aligner.pose, data, which=1,
+                                          num_workers=recipe.stages[stage].num_workers)
         aligner.set_communities(anchor_embeddings.numpy(), seed=recipe.seed)
     fit(aligner, data.rotated(recipe.data.rotation), recipe.stages[stage],
         stage_dir or _stage_dir(recipe, stage), env, seed=recipe.seed, inputs=(0, 1), desc=stage)
@@ -198,9 +270,10 @@ def run_head(recipe: Recipe, model: GestureModel, pose_state: dict, splits: Spli
     """Linear classifier on the frozen embedding (in-distribution gestures), the zero-shot
     bank, and the deployed model's metrics on the test users."""
     cfg = recipe.stages.get("head")
+    workers = cfg.num_workers if cfg else 0
     train = splits.train.relabel(splits.seen)
     test = splits.test.relabel(splits.seen)
-    feats = embed_windows(model.embed, train)
+    feats = embed_windows(model.embed, train, num_workers=workers)
     z, = standardise(feats)
     probe = fit_linear_probe(z, train.labels, len(splits.seen),
                              steps=cfg.steps if cfg else 300, lr=cfg.lr if cfg else 1e-2,
@@ -212,11 +285,11 @@ def run_head(recipe: Recipe, model: GestureModel, pose_state: dict, splits: Spli
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(probe.bias - weight @ mean)
     anchor = PoseAnchor(pose_encoder(recipe, pose_state))
-    bank = make_bank(embed_windows(anchor, train, which=1), train.labels,
+    bank = make_bank(embed_windows(anchor, train, which=1, num_workers=workers), train.labels,
                      recipe.model.bank_per_class, recipe.seed)
     with torch.no_grad():
-        logits = embed_windows(lambda x: model(x)[0], test)
-        test_emb = embed_windows(model.embed, test)
+        logits = embed_windows(lambda x: model(x)[0], test, num_workers=workers)
+        test_emb = embed_windows(model.embed, test, num_workers=workers)
     n = len(splits.seen)
     metrics = {
         "test_users": sorted(set(test.users.tolist())),
@@ -232,7 +305,12 @@ def run_head(recipe: Recipe, model: GestureModel, pose_state: dict, splits: Spli
 # -- the whole recipe ------------------------------------------------------------------------
 def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = None) -> Path:
     """Run every stage in the recipe (skipping those already finished), then write
-    ``out/model.pt``: architecture, state dict, preprocessing, bank, provenance, metrics."""
+    ``out/model.pt``: architecture, state dict, preprocessing, bank, provenance, metrics.
+
+    A recipe without a ``head`` stage (pre-training on unlabelled recordings such as
+    emg2pose) stops after the encoders and returns ``out``, whose ``STAGE/final.pt`` hold
+    them; there is then no model to export.
+    """
     env = env or Env()
     t0 = time.perf_counter()
     torch.manual_seed(recipe.seed)
@@ -249,13 +327,18 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
         if stage in ("mae-emg", "mae-pose"):
             states[stage] = run_mae(recipe, stage, splits.train, env)
         else:
-            model = run_align(recipe, stage, splits.train, splits.seen,
+            # unlabelled pre-training: the classifier, untrained here, gets one placeholder class
+            model = run_align(recipe, stage, splits.train, splits.seen or ["unlabelled"],
                               _need(states.get("mae-emg") or _load_stage(recipe, "mae-emg"),
                                     "mae-emg"),
                               _need(states.get("mae-pose") or _load_stage(recipe, "mae-pose"),
                                     "mae-pose"), env)
             states[stage] = model.state_dict()
         _save_stage(recipe, stage, states[stage], env)
+    if "head" not in recipe.stages:
+        logger.info("no head stage: encoders in %s (%.1f s)", recipe.out_dir,
+                    time.perf_counter() - t0)
+        return recipe.out_dir
     aligned = _need(states.get(recipe.aligned) or _load_stage(recipe, recipe.aligned),
                     recipe.aligned)
     model = new_gesture_model(recipe, splits.seen,

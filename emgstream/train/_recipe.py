@@ -31,14 +31,28 @@ STAGES = ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "head")
 class DataConfig:
     """Where the windows come from and how they are cut.
 
-    ``source="synth"``: users made by :mod:`emgstream.synth` (``users`` in all, the last
-    ``test_users`` never trained on, the ``probe_users`` before them used only to fit the
-    unseen-gesture probes and bank). ``source="recordings"``: emg2pose-layout HDF5 files under
-    ``root`` (``train``/``probe``/``test`` sub-folders).
+    ``source="synth"``: users made in memory by :mod:`emgstream.synth` (``users`` in all,
+    the last ``test_users`` never trained on, the ``probe_users`` before them used only to
+    fit the unseen-gesture probes and bank; ``sessions``, ``seconds``, ``unseen_seconds``).
+
+    ``source="recordings"``: emg2pose-layout HDF5 files (ours, ``emgstream synth``'s, or the
+    emg2pose dataset's), read lazily by the DataLoader's workers. ``root`` is a folder
+    (every ``*.hdf5`` / ``*.h5`` under it) or a glob, relative to the recipe file. Each file's
+    user (its ``user`` attribute) goes to the first of ``test``, ``probe``, ``train`` whose
+    user names or glob patterns match it; unmatched users are left out. ``unseen`` names the
+    classes no training window may touch (the zero-shot gestures). Files must be
+    ``n_channels`` at ``sample_rate``; unlabelled files (emg2pose) can pre-train the
+    encoders, but a recipe with a ``head`` stage needs labelled ones.
+
+    Both: windows of ``window`` samples every ``stride`` samples, filtered by the live chain.
     """
 
     source: str = "synth"
     root: str | None = None
+    train: list[str] = field(default_factory=lambda: ["*"])
+    probe: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)
     n_channels: int = 16
     sample_rate: float = 2000.0
     users: int = 12
@@ -55,6 +69,16 @@ class DataConfig:
     normalisation: str = "instance"
     rotation: int = 1  #: channel-rotation augmentation for EMG training, in electrodes
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in ("synth", "recordings"):
+            raise ValueError(f"data source must be 'synth' or 'recordings', got {self.source!r}")
+        if self.source == "recordings" and not self.root:
+            raise ValueError("data source 'recordings' needs data.root (a folder or a glob)")
+        for key in ("train", "probe", "test", "unseen"):
+            value = getattr(self, key)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"data.{key} must be a list of strings, got {value!r}")
 
 
 @dataclass
@@ -124,7 +148,7 @@ def _build(cls, table: dict, where: str):
             table[key] = tuple(table[key])
     try:
         return cls(**table)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from err
 
 

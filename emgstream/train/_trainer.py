@@ -122,6 +122,8 @@ def fit(module: nn.Module, dataset: Dataset, cfg: StageConfig, out_dir: str | Pa
                          f"{cfg.batch_size} on {env.world_size} processes")
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
                         num_workers=cfg.num_workers, collate_fn=_keep,
+                        # workers keep the recordings they have read and filtered across epochs
+                        persistent_workers=cfg.num_workers > 0,
                         pin_memory=env.device.type == "cuda",
                         # its own generator, so that starting an epoch leaves the global RNG
                         # (MAE masks) alone and a resumed run repeats an uninterrupted one
