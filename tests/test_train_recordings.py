@@ -3,15 +3,18 @@ DataLoader workers, every stage through to a model file; the emg2pose layout fee
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import pickle
+from collections import Counter
+from pathlib import Path
 
 import h5py
 import pytest
 import torch
 
 from emgstream.modelfile import load_model_file
-from emgstream.synth import GESTURES, UNSEEN_GESTURES, SynthConfig, write_dataset
+from emgstream.synth import GESTURES, UNSEEN_GESTURES, SynthConfig, user_name, write_dataset
 from emgstream.train import RecordingWindows, export_checkpoint, load_recipe, run_recipe
 from emgstream.train._pipeline import load_splits
 
@@ -139,6 +142,22 @@ def test_recordings_recipe_errors_name_the_problem(tmp_path, recordings):
     wrong_rate = SYNTH_DATA.format(root=recordings / "synth").replace("500.0", "2000.0")
     with pytest.raises(ValueError, match="500 Hz"):
         load_splits(_recipe(tmp_path, wrong_rate))
+
+
+def test_full_recipe_reads_recordings_split_as_documented():
+    recipe = load_recipe(Path(__file__).parents[1] / "models/recipes/full.toml")
+    d = recipe.data
+    assert d.source == "recordings" and d.unseen == list(UNSEEN_GESTURES)
+    assert (recipe.model.d_model, recipe.model.n_layers, recipe.model.decoder_layers) == (256, 4, 2)
+    users = [user_name(i) for i in range(193)]  # what `emgstream synth --users 193` writes
+
+    def split(user):
+        return next(s for s in ("test", "probe", "train")
+                    if any(fnmatch.fnmatchcase(user, p) for p in getattr(d, s)))
+
+    counts = Counter(map(split, users))
+    assert counts == {"train": 158, "probe": 15, "test": 20}
+    assert all(split(u) == "test" for u in users[-20:])
 
 
 def test_emg2pose_file_feeds_an_encoder_recipe(tmp_path, shared_dir):
