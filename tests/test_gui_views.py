@@ -48,12 +48,35 @@ def test_spectrum_shows_mains_at_its_frequency(qapp, mains):
     x = rng.normal(0, 5, (t.size, 4)) + 30 * np.sin(2 * np.pi * mains * t)[:, None]
     view = SpectrumView(rate, mains)
     view.set_data(x.astype(np.float32))
-    freqs, power = view._curve.getData()
+    freqs, power = view.raw_curve.getData()
     assert freqs.max() <= 500
     peak = freqs[np.argmax(power)]
     assert abs(peak - mains) <= rate / 512  # within one Welch bin
     lines = [line.value() for line in view._mains_lines]
     assert lines[0] == mains and lines[1] == 2 * mains
+
+
+def test_spectrum_draws_raw_and_filtered_curves_with_the_mains_only_in_raw(qapp):
+    from apps.live_demo._views import SpectrumView
+
+    rate = 2000.0
+    t = np.arange(int(rate)) / rate
+    rng = np.random.default_rng(5)
+    filtered = rng.normal(0, 5, (t.size, 3))  # what an ideal notch leaves
+    raw = filtered + 50 * np.sin(2 * np.pi * 50 * t)[:, None]
+    view = SpectrumView(rate, 50.0)
+    view.set_data(raw.astype(np.float32), filtered.astype(np.float32))
+    # in log mode the curves hold log10 of the power
+    freqs, raw_log = view.raw_curve.getData()
+    f2, filtered_log = view.filtered_curve.getData()
+    np.testing.assert_array_equal(freqs, f2)
+    at_mains = np.argmin(np.abs(freqs - 50))
+    assert np.argmax(raw_log) == at_mains
+    assert np.argmax(filtered_log) != at_mains
+    assert filtered_log[at_mains] < raw_log[at_mains] - 2  # 100x less power
+    # the power axis covers both curves
+    low, high = view.getViewBox().viewRange()[1]
+    assert low <= np.percentile(filtered_log, 1) and high >= raw_log.max()
 
 
 def test_rms_ring_lights_the_active_electrodes(qapp):

@@ -192,6 +192,37 @@ def test_a_recording_replays_through_the_window(qapp, test_model, running_window
         window.close()
 
 
+def test_spectrum_shows_the_mains_the_notch_removes(qapp, test_model, tmp_path):
+    """On a replayed stream with strong 50 Hz mains, the window's spectrum draws the raw
+    stream peaking at 50 Hz and the filtered stream (what the model sees) without it."""
+    from emgstream.io import RecordingWriter
+    from emgstream.sources import StreamInfo
+
+    rate, n = 2000.0, 4000
+    t = np.arange(n) / rate
+    emg = (np.random.default_rng(6).normal(0, 10, (n, 16))
+           + 200 * np.sin(2 * np.pi * 50.0 * t)[:, None]).astype(np.float32)
+    path = tmp_path / "mains.h5"
+    with RecordingWriter(path, StreamInfo("mains", 16, rate)) as writer:
+        writer.append(emg, 5.0 + t)
+    window = open_window(qapp, test_model, uri=f"replay://{path}?loop=1", record_dir=tmp_path)
+    try:
+        assert window.pipeline is not None, window.statusBar().currentMessage()
+        assert "mains" in window.spectrum._mains_lines[0].label.format
+        # a full second in the snapshot, then a spectrum update (every few frames)
+        assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.samples > 2 * rate)
+        frames = window.frames_drawn
+        assert pump(qapp, 5.0, until=lambda: window.frames_drawn > frames + 20)
+        freqs, raw_log = window.spectrum.raw_curve.getData()  # log10 power (log axis)
+        _, filtered_log = window.spectrum.filtered_curve.getData()
+        at_mains = np.argmin(np.abs(freqs - 50.0))
+        assert np.argmax(raw_log) == at_mains
+        assert np.argmax(filtered_log) != at_mains
+        assert filtered_log[at_mains] < raw_log[at_mains] - 2
+    finally:
+        window.close()
+
+
 @pytest.mark.slow
 def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_window, tmp_path):
     adapt = pytest.importorskip("emgstream.adapt")

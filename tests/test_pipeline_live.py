@@ -163,6 +163,7 @@ def test_snapshot_is_a_copy_for_viewers(model):
         snap = pipeline.snapshot()
     assert isinstance(snap, Snapshot)
     assert snap.samples.shape == (1000, 16) and snap.timestamps.shape == (1000,)
+    assert snap.raw.shape == (1000, 16) and snap.raw_timestamps.shape == (1000,)
     assert snap.rms.shape == (16,) and np.all(snap.rms > 0)
     assert snap.probabilities.shape == (model.n_classes,)
     assert abs(snap.probabilities.sum() - 1) < 1e-6
@@ -170,6 +171,47 @@ def test_snapshot_is_a_copy_for_viewers(model):
     assert snap.stats.hops > 0 and snap.stats.effective_rate > 1000
     snap.samples[:] = 0  # a copy: the pipeline's ring is untouched
     assert np.all(pipeline.snapshot().rms > 0)
+
+
+def _write_mains_recording(path, model, seconds: float = 3.0, mains: float = 50.0):
+    """A recording of noise plus a strong mains sine on every channel; returns the raw EMG."""
+    from emgstream.io import RecordingWriter
+    from emgstream.sources import StreamInfo
+
+    p = model.preprocessing
+    n = int(seconds * p.sample_rate)
+    t = np.arange(n) / p.sample_rate
+    rng = np.random.default_rng(4)
+    emg = (rng.standard_normal((n, p.n_channels)) * 10
+           + 200 * np.sin(2 * np.pi * mains * t)[:, None]).astype(np.float32)
+    with RecordingWriter(path, StreamInfo("mains", p.n_channels, p.sample_rate)) as writer:
+        for k in range(0, n, 250):
+            writer.append(emg[k:k + 250], 10.0 + t[k:k + 250])
+    return emg
+
+
+def test_snapshot_raw_tail_keeps_the_mains_the_filter_removes(model, tmp_path):
+    from scipy.signal import welch
+
+    p = model.preprocessing
+    emg = _write_mains_recording(tmp_path / "mains.h5", model)
+    config = PipelineConfig(display_seconds=1.0, max_catchup_hops=100_000)
+    with Pipeline(open_source(f"replay://{tmp_path / 'mains.h5'}?speed=0"), model,
+                  config) as pipeline:
+        assert pipeline.wait(30), "the pipeline did not end with the replay"
+        snap = pipeline.snapshot()
+    n = int(p.sample_rate)
+    assert snap.raw.shape == snap.samples.shape == (n, p.n_channels)
+    # the raw tail is exactly what the source delivered, newest last
+    np.testing.assert_array_equal(snap.raw, emg[-n:])
+    np.testing.assert_array_equal(snap.raw_timestamps, snap.timestamps)
+    freqs, raw_power = welch(snap.raw, fs=p.sample_rate, nperseg=512, axis=0)
+    _, filtered_power = welch(snap.samples, fs=p.sample_rate, nperseg=512, axis=0)
+    raw_power, filtered_power = raw_power.mean(axis=1), filtered_power.mean(axis=1)
+    at_mains = np.argmin(np.abs(freqs - 50.0))
+    assert np.argmax(raw_power) == at_mains
+    assert np.argmax(filtered_power) != at_mains  # the notch took it out
+    assert filtered_power[at_mains] < 1e-3 * raw_power[at_mains]
 
 
 def _constant_graph(n_channels: int, window: int, logits: list[float]) -> bytes:

@@ -170,10 +170,11 @@ class BandRmsView(pg.PlotWidget):
 
 
 class SpectrumView(pg.PlotWidget):
-    """Welch power spectrum of the latest second, mean over channels, log power axis.
+    """Welch power spectra of the latest second, mean over channels, log power axis.
 
-    Dashed lines mark the mains frequency and its first harmonics, so interference (and what
-    the notch leaves of it) is easy to spot.
+    Two curves: the raw stream (as the source delivers it, so mains interference shows as
+    peaks at the dashed lines) and the filtered stream the model sees (what the notch and
+    band-pass leave of it).
     """
 
     def __init__(self, sample_rate: float, mains: float | None = 50.0, parent=None):
@@ -186,9 +187,12 @@ class SpectrumView(pg.PlotWidget):
         self.setLabel("bottom", "frequency", units="Hz")
         self.setLabel("left", "power (µV²/Hz)")
         self.getAxis("left").enableAutoSIPrefix(False)
-        self.setTitle("Spectrum of the filtered stream (latest second)", color="k", size="11pt")
+        self.setTitle("Spectrum (latest second)", color="k", size="11pt")
         self.enableAutoRange(False)
-        self._curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
+        legend = self.addLegend(offset=(-8, 8), labelTextColor="k", brush="#ffffffcc")
+        legend.setLabelTextSize("8pt")
+        self.raw_curve = self.plot(pen=pg.mkPen("#ff7f0e", width=2), name="raw")
+        self.filtered_curve = self.plot(pen=pg.mkPen("#1f77b4", width=2), name="filtered")
         self._mains_lines = []
         self._decades = None
         self.set_rate(sample_rate, mains)
@@ -210,23 +214,31 @@ class SpectrumView(pg.PlotWidget):
                 self.addItem(line)
                 self._mains_lines.append(line)
         self.setXRange(0, min(nyquist, 500.0), padding=0.0)
+        self._decades = None
 
-    def set_data(self, samples: np.ndarray) -> None:
-        """``samples`` (time, channels) µV; uses the latest second."""
+    def _spectrum(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         n = min(samples.shape[0], int(self.sample_rate))
         if n < 64:
-            return
+            return None
         nperseg = min(n, int(2 ** np.floor(np.log2(self.sample_rate / 4))))  # ~4 Hz bins
         freqs, power = welch(samples[-n:], fs=self.sample_rate, nperseg=nperseg, axis=0)
         shown = freqs <= min(self.sample_rate / 2, 500.0)
-        power = np.maximum(power.mean(axis=1)[shown], 1e-12)
-        self._curve.setData(freqs[shown], power)
-        # The power axis (decades) moves only when the spectrum leaves it: autoranging on
+        return freqs[shown], np.maximum(power.mean(axis=1)[shown], 1e-12)
+
+    def set_data(self, raw: np.ndarray, filtered: np.ndarray | None = None) -> None:
+        """``raw`` and ``filtered`` (time, channels) µV; each uses its latest second."""
+        spectra = [self._spectrum(x) if x is not None else None for x in (raw, filtered)]
+        for curve, spectrum in zip((self.raw_curve, self.filtered_curve), spectra):
+            if spectrum is not None:
+                curve.setData(*spectrum)
+        powers = [s[1] for s in spectra if s is not None]
+        if not powers:
+            return
+        # The power axis (decades) moves only when the spectra leave it: autoranging on
         # every update would repaint the axes each time for nothing.
-        low = np.floor(np.log10(np.percentile(power, 1)))
-        high = np.ceil(np.log10(power.max()))
+        low = np.floor(np.log10(min(np.percentile(p, 1) for p in powers)))
+        high = np.ceil(np.log10(max(p.max() for p in powers)))
         if self._decades is None or low < self._decades[0] or high > self._decades[1] \
                 or high < self._decades[1] - 1:
             self._decades = (low, high)
             self.setYRange(low, high, padding=0.02)
-

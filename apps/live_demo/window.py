@@ -267,7 +267,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         if snap.samples.shape[0] >= 2:
             self.traces.set_data(snap.samples, snap.timestamps)
             if frame % _SPECTRUM_EVERY == 0:
-                self.spectrum.set_data(snap.samples)
+                self.spectrum.set_data(snap.raw, snap.samples)
         if frame % _RING_EVERY == 0:
             self.band.set_rms(snap.rms)
         self.readout.set_gesture(snap.gesture, snap.confidence if snap.gesture else None)

@@ -3,8 +3,9 @@
 Threads and what they share
 ---------------------------
 - acquisition: ``source.read`` -> chunk check -> streaming filter -> ring buffer; records the
-  host arrival time of every accepted sample; raw chunks go to the recorder thread's queue
-  when recording; notifies the inference thread.
+  host arrival time of every accepted sample; the raw (unfiltered) chunk goes to a second,
+  short ring for viewers (the spectrum must show the mains the filter removes) and to the
+  recorder thread's queue when recording; notifies the inference thread.
 - inference: wakes when the ring holds the next window end (sample count, not wall clock).
   Windows end at samples ``window + k * hop`` (exclusive). Several windows due at once are
   evaluated in one batch; more than ``max_catchup_hops`` and it skips to the newest, counting
@@ -106,6 +107,11 @@ class Snapshot:
         Newest filtered samples, up to ``config.display_seconds``.
     timestamps : float64 (n,)
         Their LSL times.
+    raw : float32 (m, channels)
+        Newest raw (unfiltered) samples, as the source delivered them, up to
+        ``config.display_seconds``: what the filter removed (mains, drift) shows here.
+        Read just after ``samples``, so it may end one chunk later.
+    raw_timestamps : float64 (m,)
     rms : float32 (channels,)
         Per-channel RMS over the last ``config.rms_seconds``.
     probabilities : float64 (classes,)
@@ -120,6 +126,8 @@ class Snapshot:
 
     samples: np.ndarray
     timestamps: np.ndarray
+    raw: np.ndarray
+    raw_timestamps: np.ndarray
     rms: np.ndarray
     probabilities: np.ndarray
     gesture: str | None
@@ -305,6 +313,12 @@ class Pipeline:
         self._ring.latest(1)
         self._ring = RingBuffer(capacity, p.n_channels)
         self._arrival = np.zeros(capacity, dtype=np.float64)  # host arrival time per slot
+        # viewers only: as long as a snapshot shows (inference never reads it)
+        self._raw_ring = RingBuffer(self._display_samples(), p.n_channels)
+
+    def _display_samples(self) -> int:
+        p = self._model.preprocessing
+        return max(1, int(self._config.display_seconds * p.sample_rate))
 
     def stop(self) -> None:
         """Stop adaptation and recording, join every thread, close the source. Idempotent."""
@@ -426,7 +440,7 @@ class Pipeline:
     # -- threads ------------------------------------------------------------------------------
     def _acquire(self) -> None:
         _realtime_scheduling(self._config.realtime_priority)
-        source, ring, filt = self._source, self._ring, self._filter
+        source, ring, raw_ring, filt = self._source, self._ring, self._raw_ring, self._filter
         n_channels, capacity = self._info.n_channels, self._ring.capacity
         timeout = self._config.read_timeout
         try:
@@ -459,6 +473,7 @@ class Pipeline:
                 self._arrival[pos:pos + head] = arrival
                 self._arrival[:n - head] = arrival
                 ring.write(filtered, timestamps)
+                raw_ring.write(samples, timestamps)
                 if recorder is not None:
                     recorder.put_chunk(samples, timestamps)
                 with self._data_ready:
@@ -726,15 +741,17 @@ class Pipeline:
         if self._state == "created":
             raise RuntimeError("start the pipeline before taking snapshots")
         p = self._model.preprocessing
-        n = min(int(self._config.display_seconds * p.sample_rate), self._ring.capacity)
+        n = min(self._display_samples(), self._ring.capacity)
         samples, timestamps = self._ring.latest(n)
+        raw, raw_timestamps = self._raw_ring.latest(n)
         n_rms = max(1, int(self._config.rms_seconds * p.sample_rate))
         tail = samples[-n_rms:]
         rms = (np.sqrt(np.mean(np.square(tail, dtype=np.float64), axis=0)).astype(np.float32)
                if tail.shape[0] else np.zeros(p.n_channels, dtype=np.float32))
         probabilities, stable, confidence = self._current
         return Snapshot(
-            samples=samples, timestamps=timestamps, rms=rms,
+            samples=samples, timestamps=timestamps, raw=raw, raw_timestamps=raw_timestamps,
+            rms=rms,
             probabilities=np.array(probabilities, dtype=np.float64),
             gesture=self._model.class_names[stable] if stable >= 0 else None,
             confidence=float(confidence), class_names=tuple(self._model.class_names),
