@@ -259,7 +259,15 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
     assert pump(qapp, 5.0, until=lambda: w.pipeline.stats.model_version > version)
     assert "source" in p.message.text()
     assert pump(qapp, 10.0, until=lambda: windows_seen() < before)
+    # reset while paused: the panel shows zero counts and the source model at once
+    assert pump(qapp, 30.0, until=lambda: windows_seen() > 0)
     p.stop_button.click()
+    pump(qapp, 0.5)
+    assert p.progress["windows"].text() != "0"
+    p.reset_button.click()
+    pump(qapp, 0.4)  # the panel refreshes every few frames
+    assert p.progress["windows"].text() == "0"
+    assert p.progress["state"].text() == "stopped (source model)"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -214,6 +214,38 @@ def test_snapshot_raw_tail_keeps_the_mains_the_filter_removes(model, tmp_path):
     assert filtered_power[at_mains] < 1e-3 * raw_power[at_mains]
 
 
+@pytest.mark.slow
+def test_reset_while_paused_zeroes_the_reported_adaptation_stats(model):
+    """The adapter's child imports torch (seconds), hence slow. After a reset the stats (and
+    snapshots) report zero counts at once, though the adapter is paused, and count again
+    once adaptation resumes."""
+    pytest.importorskip("emgstream.adapt")
+    with Pipeline(open_source("sim://"), model, PipelineConfig(adapt=True)) as pipeline:
+
+        def windows_seen() -> int:
+            stats = pipeline.stats.adaptation
+            return 0 if stats is None else stats.windows_seen
+
+        deadline = time.monotonic() + 90.0
+        while windows_seen() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert windows_seen() > 0, pipeline.adaptation_error
+        pipeline.stop_adaptation()
+        time.sleep(0.5)  # the paused adapter's last reports arrive
+        assert windows_seen() > 0
+        pipeline.reset_adaptation()
+        assert windows_seen() == 0  # immediately, not when the adapter answers
+        stats = pipeline.snapshot().stats.adaptation
+        assert stats.windows_seen == stats.teacher_updates == stats.pseudo_labels_accepted == 0
+        time.sleep(1.0)  # the adapter's own post-reset report says the same
+        assert windows_seen() == 0 and pipeline.adaptation_error is None
+        pipeline.start_adaptation()
+        deadline = time.monotonic() + 30.0
+        while windows_seen() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert windows_seen() > 0
+
+
 def _constant_graph(n_channels: int, window: int, logits: list[float]) -> bytes:
     """A real ONNX graph whose logits ignore the input: (batch, C, W) -> constant."""
     onnx = pytest.importorskip("onnx")

@@ -291,8 +291,11 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 state="starting…" if running else "off (source model)", windows=0,
                 accepted=0, acceptance=None, updates=0, agreement=None, rollbacks=0)
             return
+        # counts restart at zero on reset, when the source model is back in use
+        adapted = adaptation.teacher_updates > 0
         self.personalization.set_progress(
-            state="adapting" if running else "stopped (adapted model in use)",
+            state="adapting" if running else
+            "stopped (adapted model in use)" if adapted else "stopped (source model)",
             windows=adaptation.windows_seen, accepted=adaptation.pseudo_labels_accepted,
             acceptance=adaptation.acceptance, updates=adaptation.teacher_updates,
             agreement=adaptation.agreement_with_source, rollbacks=adaptation.rollbacks)

@@ -49,6 +49,9 @@ __all__ = ["Pipeline", "PipelineStats", "Snapshot"]
 logger = logging.getLogger(__name__)
 
 _RATE_SECONDS = 2.0  # effective rate is measured over this much recent wall time
+# After a reset, the adapter's stats may still bring a report it sent before the reset (at
+# most one step's worth, well under this); those are not shown.
+_RESET_GRACE_SECONDS = 2.0
 _JOIN_TIMEOUT = 10.0
 
 
@@ -259,6 +262,7 @@ class Pipeline:
         self._adapt_stop = threading.Event()
         self._adapt_windows: collections.deque[np.ndarray] | None = None
         self._adapt_error: BaseException | None = None
+        self._stats_at_reset: tuple[object, float] | None = None  # (adapter stats, time)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> "Pipeline":
@@ -628,6 +632,9 @@ class Pipeline:
         """Forget what adaptation learned and go back to the source model (next hop)."""
         with self._adapt_swap_lock:
             if self._adaptation is not None:
+                # the stats report zero counts from now, not once the adapter has answered
+                # (it may be paused, or still starting)
+                self._stats_at_reset = (self._adaptation.stats, time.monotonic())
                 self._adaptation.reset()
             self.swap_model(self._model.onnx)
 
@@ -722,7 +729,6 @@ class Pipeline:
         ring = getattr(self, "_ring", None)
         total = ring.total_written if ring is not None else 0
         recording = self._recorder or self._last_recording
-        adaptation = self._adaptation.stats if self._adaptation is not None else None
         return PipelineStats(
             samples=total, effective_rate=float(rate),
             dropped_samples=source_stats.dropped_samples,
@@ -734,7 +740,21 @@ class Pipeline:
             latency_p50=float(p50), latency_p99=float(p99), model_version=self._model_version,
             recording=recording.path if recording is not None else None,
             recorded_samples=recording.samples if recording is not None else 0,
-            adaptation=adaptation)
+            adaptation=self._adaptation_stats())
+
+    def _adaptation_stats(self):
+        """The adapter's latest stats; zero counts for a report from before the last reset."""
+        stats = self._adaptation.stats if self._adaptation is not None else None
+        at_reset = self._stats_at_reset
+        if stats is None or at_reset is None or at_reset[0] is None:
+            return stats
+        before, when = at_reset
+        # the report seen at reset, or one sent just before it (counts only grow until a
+        # reset): what the adapter reports after its reset (OnlineStats()) is all zeros
+        if stats is before or (time.monotonic() - when < _RESET_GRACE_SECONDS
+                               and stats.windows_seen >= before.windows_seen > 0):
+            return type(stats)()
+        return stats
 
     def snapshot(self) -> Snapshot:
         """A copy of the newest signal, the current decision and the stats (any thread)."""
