@@ -2,10 +2,12 @@
 
 Two sources, one batch interface (``__getitems__``, ``labels``, ``users``, ``rotated``,
 ``relabel``), and one rule for which is used: data generated in memory (``data.source =
-"synth"``) is a :class:`WindowSet` (the filtered streams are already in memory, and a batch
-is one vectorised gather); recordings on disk (``data.source = "recordings"``) are
-:class:`RecordingWindows`, built on :class:`emgstream.io.WindowDataset`, read lazily by the
-DataLoader's workers, so the data never has to fit in the main process's memory.
+"synth"``) is a :class:`WindowSet`: the filtered streams are in memory anyway, and a batch is
+one vectorised gather, about half the time of :class:`emgstream.io.WindowDataset`'s per-item
+path (9 against 17 ms per batch of 128 windows of 16 x 800, one thread; about 7 % of the
+shipped recipe's step). Recordings on disk (``data.source = "recordings"``) are
+:class:`RecordingWindows`, built on :class:`emgstream.io.WindowDataset` and read lazily by
+the DataLoader's workers, so the data never has to fit in the main process's memory.
 """
 
 from __future__ import annotations
