@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -247,10 +248,33 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
     p.stop_button.click()
     assert not w.pipeline.adaptation_running
     assert p.start_button.isEnabled()
-    # save for a user
+    # save for a user: the adapter process writes the file while the window stays
+    # responsive. The adapter is held stopped (SIGSTOP) so the save cannot be done yet when
+    # save_personalized returns: a blocking save would hang here instead.
     p.user_edit.setText("tester")
-    saved = w.save_personalized(tmp_path / "tester.emgm", "tester")
-    assert saved.is_file()
+    adapter_pids = child_processes()
+    assert adapter_pids
+    target = tmp_path / "tester.emgm"
+    for pid in adapter_pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        future = w.save_personalized(target, "tester")
+        assert future is not None and not future.done()
+        assert "saving" in p.message.text() and not p.save_button.isEnabled()
+        frames = w.frames_drawn
+        pump(qapp, 0.5)
+        assert w.frames_drawn > frames + 5  # the GUI thread kept redrawing
+        assert not future.done() and not target.exists()
+    finally:
+        for pid in adapter_pids:
+            os.kill(pid, signal.SIGCONT)
+    assert pump(qapp, 60.0, until=lambda: "saved to" in p.message.text()), p.message.text()
+    assert str(target) in p.message.text() and target.is_file()
+    assert p.save_button.isEnabled() and future.result() == target
+    # a save that fails says why in the panel
+    w.save_personalized(tmp_path / "no-such-dir" / "x.emgm", "tester")
+    assert pump(qapp, 60.0, until=lambda: "save failed" in p.message.text())
+    assert p.save_button.isEnabled()
     # resume, then reset: the source model is back in use and the adapter starts over
     p.start_button.click()
     before = windows_seen()

@@ -43,10 +43,12 @@ _SPECTRUM_EVERY = 8
 _SWITCH_INTERVAL_S = 0.001
 
 
-class _ScanDone:
-    """Queued by the device scan's worker when it finishes."""
+class _WorkDone:
+    """Queued by a background worker (device scan, model save) when it finishes; the GUI
+    thread's timer takes it off the queue and calls ``slot(future)``."""
 
-    def __init__(self, future):
+    def __init__(self, slot, future):
+        self.slot = slot
         self.future = future
 
 
@@ -117,6 +119,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.last_recording: Path | None = None
         self.events_received = 0
         self._scan: concurrent.futures.ThreadPoolExecutor | None = None
+        self._save: concurrent.futures.ThreadPoolExecutor | None = None
+        self._save_future: concurrent.futures.Future | None = None
         self._calibration: QtCore.QProcess | None = None
         self._calibration_tail = ""
         self._t_started = time.perf_counter() if started_at is None else started_at
@@ -218,6 +222,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
     def _stop_pipeline(self) -> None:
         if self.pipeline is None:
             return
+        self._finish_save()  # the adapter ends with the pipeline: let a save complete first
         if self.recording_path is not None:
             self._toggle_recording(False)
         self.pipeline.stop()
@@ -253,8 +258,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 event = self._events.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(event, _ScanDone):
-                self._scan_done(event.future)
+            if isinstance(event, _WorkDone):
+                event.slot(event.future)
                 continue
             self.events_received += 1
             if self.first_event_s is None:
@@ -341,16 +346,52 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Save personalized model", f"{user}.emgm", "Model files (*.emgm)")
         if path:
-            try:
-                self.save_personalized(path, user)
-            except Exception as err:
-                self._complain("Cannot save the personalized model", err)
+            self.save_personalized(path, user)
 
-    def save_personalized(self, path: str | Path, user: str) -> Path:
-        """Write the adapted model as ``user``'s model file (adaptation must have run)."""
-        saved = self.pipeline.save_personalized(path, user)
-        self.personalization.message.setText(f"saved {saved}")
-        return saved
+    def save_personalized(self, path: str | Path, user: str) -> concurrent.futures.Future | None:
+        """Start writing the adapted model as ``user``'s model file; returns at once.
+
+        The adapter process writes it (up to seconds): a worker thread waits for that, so
+        the window stays responsive, and the panel says "saving…", then where it saved or
+        why it failed. Returns the worker's future (its result is the path), or None when
+        a save is already running or there is no stream.
+        """
+        message = self.personalization.message
+        if not self._have_pipeline():
+            return None
+        if self._save_future is not None:
+            message.setText("a save is already running")
+            return None
+        self._save = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="save")
+        future = self._save.submit(self.pipeline.save_personalized, path, user)
+        self._save_future = future
+        self.personalization.save_button.setEnabled(False)
+        message.setText(f"saving {user}'s model…")
+        future.add_done_callback(lambda f: self._events.put(_WorkDone(self._save_done, f)))
+        return future
+
+    def _save_done(self, future: concurrent.futures.Future) -> None:
+        if future is not self._save_future:
+            return  # already handled by _finish_save
+        self._save.shutdown(wait=True)
+        self._save, self._save_future = None, None
+        self.personalization.save_button.setEnabled(True)
+        try:
+            saved = future.result()
+        except Exception as err:
+            self.personalization.message.setText(f"save failed: {err}")
+            self._complain("Cannot save the personalized model", err)
+            return
+        self.personalization.message.setText(f"saved to {saved}")
+
+    def _finish_save(self) -> None:
+        """Wait for a running save (before the pipeline and its adapter stop)."""
+        future = self._save_future
+        if future is None:
+            return
+        logger.info("waiting for the personalized model to be saved")
+        concurrent.futures.wait([future])
+        self._save_done(future)
 
     def _calibrate(self, minutes: float) -> None:
         """Run offline calibration (EMG-UP, ``emgstream calibrate``) on the last ``minutes``
@@ -440,7 +481,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.source_panel.refresh_button.setEnabled(False)
         self._scan = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scan")
         future = self._scan.submit(_list_devices)
-        future.add_done_callback(lambda f: self._events.put(_ScanDone(f)))
+        future.add_done_callback(lambda f: self._events.put(_WorkDone(self._scan_done, f)))
 
     def _scan_done(self, future) -> None:
         self._scan.shutdown(wait=True)
