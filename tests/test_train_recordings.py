@@ -6,6 +6,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import pickle
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -191,3 +193,23 @@ stride = 5
     two = data.replace(str(path), str(tmp_path / "two")) + 'test = ["b"]\n'
     with pytest.raises(ValueError, match="carry no gesture labels"):
         load_splits(_recipe(tmp_path, two, stages=("mae-emg", "head")))
+
+
+@pytest.mark.slow
+def test_recordings_recipe_under_torchrun_two_cpu_processes(tmp_path, recordings):
+    """The GPU launch line, on two CPU processes (gloo): each rank's DistributedSampler
+    shard read by its own DataLoader worker, rank 0 writes the model file."""
+    recipe = _recipe(tmp_path, SYNTH_DATA.format(root=recordings / "synth"), workers=1,
+                     steps=2)
+    out = tmp_path / "ddp.emgm"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                           "2", "--standalone", "-m", "emgstream", "train", str(recipe.path),
+                           "-o", str(out), "--threads", "1"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mf = load_model_file(out)
+    assert mf.provenance["world_size"] == 2
+    assert mf.provenance["recipe"]["data"]["source"] == "recordings"
+    rows = (recipe.out_dir / "align-cpep" / "metrics.csv").read_text().splitlines()
+    assert rows[-1].startswith("2,")
