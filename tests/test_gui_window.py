@@ -186,7 +186,7 @@ def test_a_recording_replays_through_the_window(qapp, test_model, running_window
                          record_dir=path.parent)
     try:
         assert window.pipeline is not None, window.statusBar().currentMessage()
-        assert window.source.info.kind == "replay"
+        assert window.pipeline.info.kind == "replay"
         assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 10)
         assert "replay://" in window.source_panel.current_label.text()
     finally:

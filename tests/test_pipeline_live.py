@@ -173,6 +173,20 @@ def test_snapshot_is_a_copy_for_viewers(model):
     assert np.all(pipeline.snapshot().rms > 0)
 
 
+def test_info_is_the_checked_stream_description_read_only(model):
+    source = open_source("sim://?channels=16&rate=2000")
+    pipeline = Pipeline(source, model)
+    with pytest.raises(RuntimeError, match="started"):
+        pipeline.info
+    with pipeline:
+        info = pipeline.info
+        assert info == source.info
+        assert (info.n_channels, info.sample_rate, info.kind) == (16, 2000.0, "sim")
+        with pytest.raises(AttributeError):
+            pipeline.info = info
+    assert pipeline.info is info  # still there after stop, when the source is closed
+
+
 def _write_mains_recording(path, model, seconds: float = 3.0, mains: float = 50.0):
     """A recording of noise plus a strong mains sine on every channel; returns the raw EMG."""
     from emgstream.io import RecordingWriter

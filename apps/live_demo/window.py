@@ -207,7 +207,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             self.source_panel.set_current(f"{uri} (failed: {err})")
             return
         self.pipeline, self.source = pipeline, source
-        info = source.info
+        info = pipeline.info
         self.traces.set_channels(info.channel_names)
         self.band.set_channels(info.channel_names)
         self.spectrum.set_rate(info.sample_rate, self._mains)

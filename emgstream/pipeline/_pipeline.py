@@ -237,6 +237,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._source_done = False  # a finite source (replay without loop) has ended
+        self._info: StreamInfo | None = None  # set by start(), once checked against the model
         # counters (each written by one thread)
         self._rejected_chunks = 0
         self._rejected_samples = 0
@@ -373,8 +374,11 @@ class Pipeline:
 
     @property
     def info(self) -> StreamInfo:
-        """The stream's description (available once started)."""
-        return self._source.info
+        """The stream's description, as checked against the model at :meth:`start`
+        (read-only; it stays available after :meth:`stop`)."""
+        if self._info is None:
+            raise RuntimeError("the stream's info is known once the pipeline has started")
+        return self._info
 
     @property
     def model(self) -> ModelFile:
