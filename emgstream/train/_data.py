@@ -143,7 +143,10 @@ class RecordingWindows:
     Wraps an :class:`emgstream.io.WindowDataset` (causal filters of the live path, per
     stream; IK failures skipped when pose is delivered; no window touches an ``exclude``-d
     class). Each DataLoader worker opens, reads and filters the files it needs itself: the
-    object pickles without samples or h5py handles.
+    object pickles without samples or h5py handles. Caveat at emg2pose scale: the
+    WindowDataset keeps every stream a worker has read (its cache is not bounded yet), so
+    over an epoch of shuffled windows a worker's memory grows toward the filtered EMG of
+    its split.
 
     Training windows (``labelled=False``) are every window not touching an excluded class;
     :meth:`relabel` gives the labelled, single-class windows of some classes, for the

@@ -155,7 +155,8 @@ def _recording_splits(recipe: Recipe) -> Splits:
         raise ValueError(f"the head stage scores the model on test users, but no recording "
                          f"under {d.root!r} matches data.test = {d.test}")
     prep = preprocessing(recipe)
-    # the pose is read only when a stage uses it (MAE on pose, alignment, the zero-shot bank)
+    # pose is delivered (and IK failures skipped) when a stage uses it: MAE on pose,
+    # alignment, the zero-shot bank
     with_pose = set(recipe.stages) != {"mae-emg"}
 
     def windows(files, exclude=()):
