@@ -15,7 +15,7 @@ import h5py
 import pytest
 import torch
 
-from emgstream.modelfile import load_model_file
+from emgstream.modelfile import ModelFileError, load_model_file
 from emgstream.synth import GESTURES, UNSEEN_GESTURES, SynthConfig, user_name, write_dataset
 from emgstream.train import RecordingWindows, export_checkpoint, load_recipe, run_recipe
 from emgstream.train._pipeline import load_splits
@@ -180,6 +180,8 @@ stride = 5
     assert splits.seen == [] and splits.test is None and len(splits.train) == 11
     out = run_recipe(recipe, splits=splits)
     assert out == recipe.out_dir
+    with pytest.raises(ModelFileError, match="trains encoders only"):
+        export_checkpoint(out)
     for stage in ("mae-emg", "mae-pose", "align-cpep"):
         state = torch.load(out / stage / "final.pt", weights_only=True)
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

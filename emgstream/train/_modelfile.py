@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -87,6 +89,9 @@ def export_checkpoint(path) -> ModelFile:
     """The model file of a finished recipe's ``model.pt`` (see ``run_recipe``)."""
     from ..nn import build_model
 
+    if Path(path).is_dir():
+        raise ModelFileError(f"{path} is a folder, not a recipe's model.pt; a recipe without "
+                             "a head stage trains encoders only and has no model to export")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
