@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..nn import knn_vote
+from ._trainer import _keep
 
 
 def macro_accuracy(y_true, y_pred, n_classes: int) -> float:
@@ -31,10 +32,6 @@ def embed_windows(fn, windows, which: int = 0, batch_size: int = 512,
                         # its own generator leaves the global RNG (later MAE masks) untouched
                         generator=torch.Generator().manual_seed(0))
     return torch.cat([fn(batch[which].to(device)).float().cpu() for batch in loader])
-
-
-def _keep(batch):
-    return batch
 
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
