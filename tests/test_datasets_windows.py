@@ -186,3 +186,20 @@ def test_emg2pose_dataset_file_loads_unlabelled_with_pose(shared_dir):
     assert item["label"] == -1 and item["user"] == 0
     np.testing.assert_array_equal(item["emg"], rec.emg[30:50].T)
     np.testing.assert_array_equal(item["pose"], rec.joint_angles[30:50].T.astype(np.float32))
+
+
+def test_bounded_file_cache_keeps_the_most_recent_files(synth_files):
+    pre = Preprocessing(sample_rate=1000.0, n_channels=8, window=100, hop=100)
+    unbounded = WindowDataset(synth_files, WindowSpec(100, 100), pre)
+    bounded = WindowDataset(synth_files, WindowSpec(100, 100), pre, max_cached_streams=1)
+    streams = bounded._index[:, 0]
+    first, last = np.flatnonzero(streams == 0)[0], np.flatnonzero(streams == 1)[0]
+    np.testing.assert_array_equal(bounded[first]["emg"], unbounded[first]["emg"])
+    assert list(bounded._cache) == [0]
+    np.testing.assert_array_equal(bounded[last]["emg"], unbounded[last]["emg"])
+    assert list(bounded._cache) == [1]  # the older file was dropped
+    np.testing.assert_array_equal(bounded[first]["emg"], unbounded[first]["emg"])  # re-read
+    unbounded[last]
+    assert sorted(unbounded._cache) == [0, 1]
+    with pytest.raises(ValueError, match="max_cached_streams must be None or >= 1, got 0"):
+        WindowDataset(synth_files, WindowSpec(100, 100), pre, max_cached_streams=0)

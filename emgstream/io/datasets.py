@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,11 @@ class WindowDataset:
         ``item -> item`` applied last (training augmentation).
     seed : int
         Seed of the jitter; with :meth:`set_epoch` each epoch jitters anew.
+    max_cached_streams : int, optional
+        How many files each worker keeps read and filtered (least recently used go first);
+        ``None`` keeps every file it has read. Bound it for datasets larger than memory, and
+        draw windows file by file (a sampler that shuffles within blocks of files), or every
+        window re-reads its file. In-memory streams are never dropped.
 
     Items are dicts: ``emg`` float32 (channels, window); ``label`` int (into
     :attr:`class_names`, -1 when unlabelled); ``pose`` float32 (20, window) radians when
@@ -113,7 +119,8 @@ class WindowDataset:
     def __init__(self, sources: Sequence[LabelledStream | str | os.PathLike], spec: WindowSpec,
                  preprocessing=None, *, pure: bool = True, exclude: Sequence[str] = (),
                  labelled: bool = True, with_pose: bool | None = None,
-                 transform: Callable[[dict], dict] | None = None, seed: int = 0) -> None:
+                 transform: Callable[[dict], dict] | None = None, seed: int = 0,
+                 max_cached_streams: int | None = None) -> None:
         if not isinstance(spec, WindowSpec):
             raise TypeError(f"spec must be a WindowSpec, got {type(spec).__name__}")
         sources = list(sources)
@@ -165,7 +172,11 @@ class WindowDataset:
             raise ValueError(f"no window of {spec.window} samples satisfies the rules "
                              f"(pure={pure}, labelled={labelled}, exclude={list(exclude)}) in "
                              f"{len(sources)} streams")
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        if max_cached_streams is not None and max_cached_streams < 1:
+            raise ValueError(f"max_cached_streams must be None or >= 1, got "
+                             f"{max_cached_streams!r}")
+        self.max_cached_streams = max_cached_streams
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
 
     # -- building the index ------------------------------------------------------------------
     def _entry(self, source, header) -> _Entry:
@@ -249,7 +260,9 @@ class WindowDataset:
 
     # -- samples, per worker -----------------------------------------------------------------
     def _samples(self, stream: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if stream not in self._cache:
+        if stream in self._cache:
+            self._cache.move_to_end(stream)
+        else:
             source = self._entries[stream].source
             if isinstance(source, LabelledStream):
                 emg, pose = source.emg, source.pose
@@ -268,13 +281,23 @@ class WindowDataset:
                 emg = filter_offline(emg, self.sample_rate, self.preprocessing)
             self._cache[stream] = (np.asarray(emg, np.float32),
                                    pose if self.with_pose else None)
+            self._evict()
         return self._cache[stream]
+
+    def _evict(self) -> None:
+        """Drop the least recently used files beyond ``max_cached_streams``."""
+        if self.max_cached_streams is None:
+            return
+        files = [k for k in self._cache if not isinstance(self._entries[k].source,
+                                                          LabelledStream)]
+        for key in files[:max(0, len(files) - self.max_cached_streams)]:
+            del self._cache[key]
 
     def __getstate__(self) -> dict:
         # workers read and filter files themselves; in-memory streams travel as they are
         state = dict(self.__dict__)
-        state["_cache"] = {k: v for k, v in self._cache.items()
-                           if isinstance(self._entries[k].source, LabelledStream)}
+        state["_cache"] = OrderedDict((k, v) for k, v in self._cache.items()
+                                      if isinstance(self._entries[k].source, LabelledStream))
         return state
 
 
