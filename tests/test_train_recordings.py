@@ -185,6 +185,15 @@ stride = 5
     for stage in ("mae-emg", "mae-pose", "align-cpep"):
         state = torch.load(out / stage / "final.pt", weights_only=True)
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    # the CLI says why it writes no model file instead of failing (finished stages are skipped)
+    from click.testing import CliRunner
+
+    from emgstream.cli import main
+
+    model = tmp_path / "encoders.emgm"
+    result = CliRunner().invoke(main, ["train", str(recipe.path), "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "no head stage" in result.output and not model.exists()
     # two users (copies of the file under other names) so that a head recipe has test users
     for user in ("a", "b"):
         copy = tmp_path / "two" / f"{user}.hdf5"

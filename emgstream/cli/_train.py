@@ -43,7 +43,11 @@ def train(recipe: Path, output: Path | None, threads: int | None, steps_scale: f
     checkpoint = run_recipe(config, env)
     if env.is_main:
         click.echo(f"checkpoint: {checkpoint}")
-        if output is not None:
+        if output is not None and checkpoint.is_dir():
+            # a recipe without a head stage (unlabelled data) trains the encoders only
+            click.echo(f"no model file: {recipe} has no head stage, so {checkpoint} holds "
+                       f"encoders only ({output} not written)", err=True)
+        elif output is not None:
             path = save_model_file(output, export_checkpoint(checkpoint))
             click.echo(f"model file: {path} ({path.stat().st_size / 1e6:.1f} MB)")
         click.echo(f"total wall time: {time.perf_counter() - t0:.1f} s")
