@@ -382,6 +382,12 @@ with Pipeline(open_source("sim://"), load_model_file({str(path)!r}),
     p.subscribe(events.append)
     time.sleep(0.6)
     assert p.adaptation_running == {adapt}
+    # with adaptation, wait for the adapter's stats to reach this process: unpickling them
+    # must not import torch either
+    deadline = time.monotonic() + 90
+    while {adapt} and p.stats.adaptation is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not {adapt} or p.stats.adaptation is not None, "no adaptation stats arrived"
 assert events, "no events"
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "PyQt6"))
 print("HEAVY", heavy)

@@ -6,17 +6,30 @@
 - :func:`adapt`: offline adaptation of a model to one user's unlabelled windows with EMG-UP,
   either stage alone, AdaBN, SHOT-IM or plain pseudo-labelling (:data:`METHODS`).
 - :class:`CollapseGuard`: label-free collapse detection with rollback (offline and online).
-- :class:`OnlineAdapter`: the live pipeline's adaptation thread's engine.
+- :class:`OnlineAdapter`: the engine of the live pipeline's adapter process.
 - :func:`evaluate`: the cross-user protocol of ``emgstream eval``.
+
+Names resolve lazily: the live pipeline unpickles :class:`OnlineStats` from its adapter
+process and must not import torch by doing so.
 """
 
 from __future__ import annotations
 
-from .evaluate import EvalConfig, UserData, evaluate
-from .guard import CollapseGuard, GuardCheck, GuardConfig
-from .methods import METHODS, AdaptConfig, AdaptReport, adabn, adapt
-from .online import OnlineAdapter, OnlineConfig, OnlineStats
+import importlib
 
-__all__ = ["METHODS", "AdaptConfig", "AdaptReport", "adapt", "adabn", "CollapseGuard",
-           "GuardCheck", "GuardConfig", "OnlineAdapter", "OnlineConfig", "OnlineStats",
-           "EvalConfig", "UserData", "evaluate"]
+# public name -> submodule that defines it
+_LAZY = {
+    "METHODS": "methods", "AdaptConfig": "methods", "AdaptReport": "methods",
+    "adapt": "methods", "adabn": "methods",
+    "CollapseGuard": "guard", "GuardCheck": "guard", "GuardConfig": "guard",
+    "OnlineAdapter": "online", "OnlineConfig": "online", "OnlineStats": "_stats",
+    "EvalConfig": "evaluate", "UserData": "evaluate", "evaluate": "evaluate",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

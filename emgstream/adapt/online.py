@@ -35,6 +35,7 @@ import torch
 
 from .._checks import check_positive_int
 from .evaluate import _jsonable
+from ._stats import OnlineStats
 from .guard import CollapseGuard, GuardConfig
 from .methods import adabn
 from .ssa import SSAHead, ssa_loss
@@ -67,20 +68,6 @@ class OnlineConfig:
     guard_every: int = 10  #: guard check every this many calls that stepped
     guard_windows: int = 256
     seed: int = 0
-
-
-@dataclass
-class OnlineStats:
-    windows_seen: int = 0
-    steps: int = 0  #: optimiser steps
-    pseudo_labels_accepted: int = 0  #: kept pseudo-labels used in steps (with repetition)
-    acceptance: float = 0.0  #: fraction of the buffer kept at the last step
-    teacher_updates: int = 0
-    agreement_with_source: float = float("nan")  #: at the last guard check
-    balance: float = float("nan")  #: class balance at the last guard check
-    rollbacks: int = 0
-    models_ready: int = 0
-    seconds_in_step: float = 0.0
 
 
 class OnlineAdapter:
