@@ -51,6 +51,9 @@ steps = 4
 batch_size = 8
 [stages.head]
 steps = 20
+[stages.finetune]
+steps = 4
+batch_size = 8
 """
 
 
@@ -70,8 +73,10 @@ def _splits(recipe):
 def test_recipe_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"\[model\]: unknown keys \['d_modle'\]"):
         _recipe(tmp_path, TINY.replace("d_model", "d_modle"))
-    with pytest.raises(ValueError, match=r"unknown stages \['finetune'\]"):
-        _recipe(tmp_path, TINY + "[stages.finetune]\nsteps = 1\n")
+    with pytest.raises(ValueError, match=r"unknown stages \['distill'\]"):
+        _recipe(tmp_path, TINY + "[stages.distill]\nsteps = 1\n")
+    with pytest.raises(ValueError, match="finetune stage starts from the head"):
+        _recipe(tmp_path, TINY.replace("[stages.head]\nsteps = 20\n", ""))
     with pytest.raises(ValueError, match="not valid TOML"):
         _recipe(tmp_path, "[data\n")
     r = _recipe(tmp_path).scaled(0.5)
@@ -83,7 +88,7 @@ def test_recipe_errors_name_the_problem(tmp_path):
 def test_tiny_recipe_runs_every_stage_and_exports(tmp_path, aligned):
     recipe = _recipe(tmp_path, aligned=aligned)
     ckpt = run_recipe(recipe, splits=_splits(recipe))
-    for stage in ("mae-emg", "mae-pose", "align-cpep", "align-embridge"):
+    for stage in ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "finetune"):
         assert (recipe.out_dir / stage / "final.pt").is_file()
         assert (recipe.out_dir / stage / "metrics.csv").is_file()
     out = tmp_path / "tiny.emgm"
@@ -92,7 +97,8 @@ def test_tiny_recipe_runs_every_stage_and_exports(tmp_path, aligned):
     mf = load_model_file(out)
     assert mf.class_names == ["a", "b"] and mf.preprocessing.window == 100
     assert mf.bank["embeddings"].shape[1] == 16 and set(mf.bank["labels"].tolist()) == {0, 1}
-    assert {"classifier_macro_accuracy", "zero_shot_macro_accuracy"} <= set(mf.metrics)
+    assert {"classifier_macro_accuracy", "zero_shot_macro_accuracy",
+            "linear_probe_classifier_macro_accuracy"} <= set(mf.metrics)
     assert mf.provenance["recipe"]["name"] == "tiny"
     model = load_model(mf)
     x = np.random.default_rng(0).standard_normal((3, 4, 100)).astype(np.float32) * 30

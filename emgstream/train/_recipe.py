@@ -13,6 +13,7 @@ aligned = "align-cpep"          # which alignment the deployed model is made fro
 [stages.align-cpep]
 [stages.align-embridge]
 [stages.head]
+[stages.finetune]               # after the head: supervised end-to-end (see _finetune.py)
 ```
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ._trainer import StageConfig
 
-STAGES = ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "head")
+STAGES = ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "head", "finetune")
 
 
 @dataclass
@@ -175,6 +176,9 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe = _build(Recipe, {**raw, "data": data, "model": model, "stages": stages},
                     str(path))
     recipe.path = path.resolve()
+    if "finetune" in recipe.stages and "head" not in recipe.stages:
+        raise ValueError(f"{path}: the finetune stage starts from the head's linear probe; "
+                         "add [stages.head]")
     if recipe.aligned not in ("align-cpep", "align-embridge"):
         raise ValueError(f"{path}: aligned must be 'align-cpep' or 'align-embridge', "
                          f"got {recipe.aligned!r}")

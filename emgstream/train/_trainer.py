@@ -82,9 +82,26 @@ def _keep(batch):
     return batch
 
 
+def _param_groups(module: nn.Module, cfg: StageConfig, lr_scales: dict[str, float]) -> list:
+    """AdamW groups: per learning-rate scale, one with weight decay and one without (biases,
+    norms, tokens, positions and the temperature: 1-D or scalar). Without ``lr_scales``
+    exactly two groups, decay first, as checkpoints of earlier runs hold them."""
+    groups: dict[float, tuple[list, list]] = {1.0: ([], [])}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = next((s for prefix, s in lr_scales.items() if name.startswith(prefix)), 1.0)
+        decay, no_decay = groups.setdefault(float(scale), ([], []))
+        (decay if p.ndim >= 2 and p.shape[0] > 1 else no_decay).append(p)
+    return [g for scale, (decay, no_decay) in groups.items()
+            for g in ({"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
+                      {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * scale})]
+
+
 def fit(module: nn.Module, dataset: Dataset, cfg: StageConfig, out_dir: str | Path,
         env: Env, seed: int = 0, inputs: tuple[int, ...] = (0,), desc: str = "train",
-        resume: bool = True, stop_after: int | None = None) -> nn.Module:
+        resume: bool = True, stop_after: int | None = None,
+        lr_scales: dict[str, float] | None = None) -> nn.Module:
     """Train ``module`` whose ``forward(*(batch[i] for i in inputs))`` returns the loss or
     ``(loss, logs dict)``.
 
@@ -92,6 +109,10 @@ def fit(module: nn.Module, dataset: Dataset, cfg: StageConfig, out_dir: str | Pa
     end) and are resumed from when ``resume``; ``stop_after`` ends early after that many
     steps in all (to test resume). Metrics go to ``out_dir/metrics.csv``. Returns the module
     (unwrapped from DDP) in eval mode.
+
+    ``lr_scales`` maps parameter-name prefixes to multipliers of ``cfg.lr`` (the first
+    matching prefix wins, others get 1). The schedule's floor stays ``cfg.lr *
+    cfg.min_lr_ratio`` for every group (``CosineAnnealingWarmRestarts`` has one).
     """
     out_dir = Path(out_dir)
     if env.is_main:
@@ -100,12 +121,7 @@ def fit(module: nn.Module, dataset: Dataset, cfg: StageConfig, out_dir: str | Pa
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"stage {desc!r} has nothing to train")
-    # no weight decay on biases, norms, tokens, positions and the temperature (1-D or scalar)
-    decay = [p for p in params if p.ndim >= 2 and p.shape[0] > 1]
-    no_decay = [p for p in params if not (p.ndim >= 2 and p.shape[0] > 1)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(module, cfg, lr_scales or {}), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=cfg.restart_steps or cfg.steps, eta_min=cfg.lr * cfg.min_lr_ratio)
     model = module
