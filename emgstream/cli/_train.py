@@ -21,7 +21,7 @@ import click
 def train(recipe: Path, output: Path | None, threads: int | None, steps_scale: float) -> None:
     """Train every stage of RECIPE (a TOML file) and write OUT/model.pt.
 
-    Stages: mae-emg, mae-pose, align-cpep, align-embridge, head. Finished stages are skipped
+    Stages: mae-emg, mae-pose, align-cpep, align-embridge, head, finetune. Finished stages are skipped
     and an interrupted stage resumes from its last checkpoint, so running the same command
     again continues. Multi-GPU / multi-node: launch with
     ``torchrun --nproc_per_node N -m emgstream train RECIPE``.
