@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from _common import drain_to_writer
 
 _COUNTER_MOD = 2 ** 24  # float32 holds integers exactly up to here
 
@@ -77,14 +78,6 @@ def _expected(n: int, n_channels: int) -> np.ndarray:
     return block
 
 
-def _recorder(writer, chunks: queue.Queue) -> None:
-    while True:
-        item = chunks.get()
-        if item is None:
-            return
-        writer.append(*item)
-
-
 def run(n_channels: int, rate: float, seconds: float, chunk: int, workdir: Path) -> dict:
     from pylsl import local_clock
 
@@ -113,7 +106,7 @@ def run(n_channels: int, rate: float, seconds: float, chunk: int, workdir: Path)
         chunks: queue.Queue = queue.Queue()
         with RecordingWriter(path, info, overwrite=True,
                              filters={"bandpass": [20, 450], "notch": 50}) as writer:
-            recorder = threading.Thread(target=_recorder, args=(writer, chunks))
+            recorder = threading.Thread(target=drain_to_writer, args=(writer, chunks))
             recorder.start()
             go.set()
             wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()

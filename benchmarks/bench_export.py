@@ -9,23 +9,16 @@ and the ratio torch / ONNX Runtime measured in the same run (> 1: ONNX Runtime i
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _median_us(fn, repeats: int) -> float:
-    for _ in range(max(3, repeats // 10)):  # warm-up
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e6)
+    return 1e6 * median_seconds(fn, repeats, warmup=max(3, repeats // 10))
 
 
 def main() -> None:

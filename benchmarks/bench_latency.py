@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
+from _common import median_seconds
 
 
 def _load_model(path: str | None):
@@ -345,20 +345,11 @@ def bench_throughput(model, batch: int, repeats: int) -> None:
                 return net(xt)[0].numpy()
 
         np.testing.assert_allclose(run_ort(), run_torch(), rtol=1e-3, atol=1e-3)
-        t_ort, t_torch = _median_time(run_ort, repeats), _median_time(run_torch, repeats)
+        t_ort, t_torch = median_seconds(run_ort, repeats), median_seconds(run_torch, repeats)
         print(f"| {threads} | {batch / t_ort:,.0f} | {batch / t_torch:,.0f} | "
               f"{t_torch / t_ort:.2f}x |")
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:

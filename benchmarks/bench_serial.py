@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import drain_to_writer
 
 _COUNTER_MOD = 2 ** 22  # channel 0 in counts: exact through int24 and float32
 
@@ -69,14 +70,6 @@ def _device_process(n_channels: int, rate: int, tx_buffer: int, paths, stop, res
                         device_cpu=time.process_time() - cpu0))
 
 
-def _recorder(writer, chunks: queue.Queue) -> None:
-    while True:
-        item = chunks.get()
-        if item is None:
-            return
-        writer.append(*item)
-
-
 def run(n_channels: int, rate: int, seconds: float, tx_buffer: int, workdir: Path) -> dict:
     from emgstream.dsp import RingBuffer, StreamingFilter, design_filters
     from emgstream.io import RecordingWriter, read_recording
@@ -104,7 +97,7 @@ def run(n_channels: int, rate: int, seconds: float, tx_buffer: int, workdir: Pat
         chunks: queue.Queue = queue.Queue()
         with RecordingWriter(path, info, overwrite=True,
                              filters={"bandpass": [20, 450], "notch": 50}) as writer:
-            recorder = threading.Thread(target=_recorder, args=(writer, chunks))
+            recorder = threading.Thread(target=drain_to_writer, args=(writer, chunks))
             recorder.start()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             end = time.monotonic() + seconds
