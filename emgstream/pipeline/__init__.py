@@ -9,6 +9,8 @@
 ...     pipeline.wait(10.0)
 
 - :class:`Pipeline`: start/stop, ``subscribe``, ``snapshot``, adaptation, recording.
+- :class:`PipelineProcess`: the same controls on a pipeline in a child process (for a
+  viewer that paints: its GIL is not the pipeline's).
 - :class:`PipelineConfig`: smoothing, threshold, debounce, buffers, adaptation switch.
 - :class:`GestureEvent`: what subscribers receive; :class:`Snapshot`, :class:`PipelineStats`.
 - :class:`JsonLinesWriter`, :class:`LSLMarkerOutlet`: ready-made subscribers.
@@ -26,9 +28,11 @@ from ._config import PipelineConfig
 from ._decision import GestureEvent
 from ._outputs import JsonLinesWriter, LSLMarkerOutlet
 from ._pipeline import Pipeline, PipelineStats, Snapshot
+from ._remote import PipelineProcess, PipelineProcessError
 
-__all__ = ["AdaptationError", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline", "PipelineConfig",
-           "PipelineStats", "Snapshot", "default_model_path"]
+__all__ = ["AdaptationError", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline",
+           "PipelineConfig", "PipelineProcess", "PipelineProcessError", "PipelineStats",
+           "Snapshot", "default_model_path"]
 
 _DEFAULT_MODEL = Path("models") / "default.emgm"
 

@@ -318,8 +318,10 @@ class Pipeline:
         self._ring.latest(1)
         self._ring = RingBuffer(capacity, p.n_channels)
         self._arrival = np.zeros(capacity, dtype=np.float64)  # host arrival time per slot
-        # viewers only: as long as a snapshot shows (inference never reads it)
-        self._raw_ring = RingBuffer(self._display_samples(), p.n_channels)
+        # viewers only: as long as a snapshot shows (inference never reads it), plus a
+        # second of slack so a snapshot's copy is never overwritten while it is taken
+        self._raw_ring = RingBuffer(self._display_samples() + int(p.sample_rate) + 1,
+                                    p.n_channels)
 
     def _display_samples(self) -> int:
         p = self._model.preprocessing
@@ -762,18 +764,28 @@ class Pipeline:
 
     def snapshot(self) -> Snapshot:
         """A copy of the newest signal, the current decision and the stats (any thread)."""
+        return self._snapshot((0, 0))[0]
+
+    def _snapshot(self, since: tuple[int, int]) -> tuple[Snapshot, tuple[int, int]]:
+        """A snapshot whose ``samples`` and ``raw`` hold only what the filtered and the raw
+        ring received after the counters ``since`` (at most ``display_seconds`` each), and
+        the counters to pass next time. ``(0, 0)``: the whole display tail.
+
+        :class:`PipelineProcess` sends snapshots this way, so that a viewer in another
+        process receives each sample once instead of the whole tail every frame.
+        """
         if self._state == "created":
             raise RuntimeError("start the pipeline before taking snapshots")
         p = self._model.preprocessing
-        n = min(self._display_samples(), self._ring.capacity)
-        samples, timestamps = self._ring.latest(n)
-        raw, raw_timestamps = self._raw_ring.latest(n)
+        n = self._display_samples()
+        samples, timestamps, end = _tail(self._ring, since[0], n)
+        raw, raw_timestamps, raw_end = _tail(self._raw_ring, since[1], n)
         n_rms = max(1, int(self._config.rms_seconds * p.sample_rate))
-        tail = samples[-n_rms:]
+        tail = self._ring.latest(min(n_rms, self._ring.capacity))[0]
         rms = (np.sqrt(np.mean(np.square(tail, dtype=np.float64), axis=0)).astype(np.float32)
                if tail.shape[0] else np.zeros(p.n_channels, dtype=np.float32))
         probabilities, stable, confidence = self._current
-        return Snapshot(
+        snapshot = Snapshot(
             samples=samples, timestamps=timestamps, raw=raw, raw_timestamps=raw_timestamps,
             rms=rms,
             probabilities=np.array(probabilities, dtype=np.float64),
@@ -781,6 +793,7 @@ class Pipeline:
             confidence=float(confidence), class_names=tuple(self._model.class_names),
             channel_names=tuple(self._info.channel_names), sample_rate=p.sample_rate,
             stats=self.stats)
+        return snapshot, (end, raw_end)
 
     def __repr__(self) -> str:
         p = self._model.preprocessing
@@ -790,6 +803,13 @@ class Pipeline:
                 f"({p.n_channels} ch @ {p.sample_rate:g} Hz, window {p.window}, hop {p.hop}), "
                 f"{self._state}, {self._hops} hops, {self._events} events"
                 f"{', adapting' if self.adaptation_running else ''}>")
+
+
+def _tail(ring: RingBuffer, counter: int, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """What ``ring`` received after ``counter``, at most its newest ``n`` samples, and the
+    counter after them."""
+    samples, timestamps, end, _ = ring.read_since(max(counter, ring.total_written - n))
+    return samples[-n:], timestamps[-n:], end
 
 
 def _realtime_scheduling(priority: int) -> None:
