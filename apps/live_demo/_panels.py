@@ -120,15 +120,18 @@ class EventHistory(QtWidgets.QGroupBox):
 
 
 class CpuMeter:
-    """This process's CPU use in percent of one core, from ``time.process_time`` deltas."""
+    """CPU use in percent of one core, from deltas of a CPU-seconds clock: this process's
+    (``time.process_time``, the default) or another's (the pipeline process reports its own).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.process_time) -> None:
+        self._clock = clock
         self._wall = time.perf_counter()
-        self._cpu = time.process_time()
+        self._cpu = clock()
         self.percent = 0.0
 
     def update(self, min_interval: float = 0.5) -> float:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), self._clock()
         if wall - self._wall >= min_interval:
             self.percent = 100.0 * (cpu - self._cpu) / (wall - self._wall)
             self._wall, self._cpu = wall, cpu
@@ -140,7 +143,7 @@ class HealthPanel(QtWidgets.QGroupBox):
 
     _FIELDS = (("rate", "effective rate"), ("dropped", "dropped samples"),
                ("backlog", "inlet backlog"), ("latency", "latency p50 / p99"),
-               ("cpu", "CPU (process)"), ("fps", "display"))
+               ("cpu", "CPU window / pipeline"), ("fps", "display"))
 
     def __init__(self, parent=None):
         super().__init__("Stream health", parent)
@@ -155,14 +158,17 @@ class HealthPanel(QtWidgets.QGroupBox):
 
     def set_values(self, *, rate: float, nominal_rate: float, dropped: int, backlog: int,
                    latency_p50: float, latency_p99: float, cpu_percent: float,
-                   fps: float) -> None:
+                   pipeline_cpu_percent: float, fps: float) -> None:
+        """``cpu_percent``: the window's process; ``pipeline_cpu_percent``: the pipeline's
+        (acquisition, inference; the adapter's process not included)."""
         self.values["rate"].setText(f"{rate:,.0f} Hz (nominal {nominal_rate:,.0f})")
         self.values["dropped"].setText(f"{dropped:,}")
         self.values["backlog"].setText(f"{backlog:,} samples")
         self.values["latency"].setText(
             "–" if not np.isfinite(latency_p50) else
             f"{1000 * latency_p50:.1f} / {1000 * latency_p99:.1f} ms")
-        self.values["cpu"].setText(f"{cpu_percent:.0f} % of one core")
+        self.values["cpu"].setText(f"{cpu_percent:.0f} % / {pipeline_cpu_percent:.0f} % "
+                                   "of one core")
         self.values["fps"].setText(f"{fps:.0f} frames/s")
 
 

@@ -1,10 +1,13 @@
 """The live demo window.
 
-Threading: the pipeline's acquisition, inference and adaptation threads never see a widget.
-Gesture events arrive in the inference thread through ``Pipeline.subscribe``; the callback
-only puts them on a :class:`queue.SimpleQueue`. A ``QTimer`` in the GUI thread drains that
-queue and redraws from ``Pipeline.snapshot()`` (a copy), so the GUI neither calls into the
-threads nor makes them wait.
+Processes and threads: the pipeline (acquisition, inference, and the adapter's own child)
+runs in a process of its own (:class:`emgstream.pipeline.PipelineProcess`): Qt and
+pyqtgraph hold the GIL while they paint, and in one process the inference thread waited for
+the painter (latency p99 1.76x headless, ``benchmarks/bench_gui.py``). Gesture events
+arrive in the pipeline process's reader thread; the callback only puts them on a
+:class:`queue.SimpleQueue`. A ``QTimer`` in the GUI thread drains that queue and redraws
+from ``PipelineProcess.snapshot()`` (a copy; a round trip of about a millisecond), so the
+GUI never makes the pipeline's threads wait.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtWidgets
 
 from emgstream.modelfile import ModelFile, load_model_file
-from emgstream.pipeline import Pipeline, PipelineConfig
-from emgstream.sources import open_source
+from emgstream.pipeline import PipelineConfig, PipelineProcess
 
 from ._panels import (CpuMeter, EventHistory, GestureReadout, HealthPanel,
                       PersonalizationPanel, SourcePanel)
@@ -31,16 +33,12 @@ __all__ = ["LiveDemoWindow"]
 
 logger = logging.getLogger(__name__)
 
-_FRAME_MS = 28  # 35 frames/s asked: >= 30 achieved under load, and no more GIL time than that
+_FRAME_MS = 28  # 35 frames/s asked: >= 30 achieved under load
 # Frames between updates of the slower views: traces and the readout move every frame;
 # the RMS ring, the health numbers and the spectrum (Welch, the costliest) need not.
 _RING_EVERY = 3
 _HEALTH_EVERY = 8
 _SPECTRUM_EVERY = 8
-# While the window is open the GUI thread competes with the inference thread for the GIL;
-# a thread that wakes up waits up to the switch interval (5 ms by default) for it. 1 ms
-# bounds that wait well below the hop (measured by benchmarks/bench_gui.py).
-_SWITCH_INTERVAL_S = 0.001
 
 
 class _WorkDone:
@@ -85,10 +83,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     Attributes
     ----------
-    pipeline : Pipeline or None
-        The running pipeline (None when a source failed to open).
-    source : Source or None
-        Its source.
+    pipeline : PipelineProcess or None
+        The running pipeline, in its own process (None when a source failed to open).
     frames_drawn : int
         Redraws so far (the frame rate over the last second is :attr:`fps`).
     events_received : int
@@ -111,10 +107,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self._mains = mains or model.preprocessing.notch or 50.0
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cpu = CpuMeter()
+        self._pipeline_cpu: CpuMeter | None = None
         self._frame_times: collections.deque[float] = collections.deque()
         self.frames_drawn = 0
-        self.pipeline: Pipeline | None = None
-        self.source = None
+        self.pipeline: PipelineProcess | None = None
         self.recording_path: Path | None = None
         self.last_recording: Path | None = None
         self.events_received = 0
@@ -125,8 +121,6 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self._calibration_tail = ""
         self._t_started = time.perf_counter() if started_at is None else started_at
         self.first_event_s: float | None = None
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, _SWITCH_INTERVAL_S))
         self._build(source_uri)
         self._check_calibration_available()
         self._timer = QtCore.QTimer(self)
@@ -197,16 +191,16 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             self.first_event_s = None
         self._stop_pipeline()
         try:
-            source = open_source(uri)
-            pipeline = Pipeline(source, self._model, self._config)
-            pipeline.subscribe(self._events.put)  # runs in the inference thread: queue only
+            pipeline = PipelineProcess(uri, self._model, self._config)
+            pipeline.subscribe(self._events.put)  # runs in its reader thread: queue only
             pipeline.start()
         except Exception as err:  # a bad URI or device must not kill the window
             logger.error("cannot start %s: %s", uri, err)
             self.statusBar().showMessage(f"cannot open {uri}: {err}")
             self.source_panel.set_current(f"{uri} (failed: {err})")
             return
-        self.pipeline, self.source = pipeline, source
+        self.pipeline = pipeline
+        self._pipeline_cpu = CpuMeter(lambda: pipeline.cpu_seconds)
         info = pipeline.info
         self.traces.set_channels(info.channel_names)
         self.band.set_channels(info.channel_names)
@@ -226,7 +220,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         if self.recording_path is not None:
             self._toggle_recording(False)
         self.pipeline.stop()
-        self.pipeline = self.source = None
+        self.pipeline = self._pipeline_cpu = None
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._timer.stop()
@@ -235,7 +229,6 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         if self._scan is not None:
             self._scan.shutdown(wait=True)
             self._scan = None
-        sys.setswitchinterval(self._switch_interval)
         super().closeEvent(event)
 
     # -- redraw --------------------------------------------------------------------------------
@@ -267,7 +260,13 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             self.history.add(event.gesture or "uncertain", event.confidence, event.latency)
         if self.pipeline is None:
             return
-        snap = self.pipeline.snapshot()
+        try:
+            self._draw(self.pipeline)
+        except Exception as err:  # a late or dead pipeline process: say so, keep the timer
+            self.statusBar().showMessage(f"stream stopped: {self.pipeline.error or err}")
+
+    def _draw(self, pipeline: PipelineProcess) -> None:
+        snap = pipeline.snapshot()
         frame = self.frames_drawn
         if snap.samples.shape[0] >= 2:
             self.traces.set_data(snap.samples, snap.timestamps)
@@ -283,10 +282,11 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 rate=stats.effective_rate, nominal_rate=snap.sample_rate,
                 dropped=stats.dropped_samples, backlog=stats.source_backlog,
                 latency_p50=stats.latency_p50, latency_p99=stats.latency_p99,
-                cpu_percent=self._cpu.update(), fps=self.fps)
+                cpu_percent=self._cpu.update(), pipeline_cpu_percent=self._pipeline_cpu.update(),
+                fps=self.fps)
             self._show_adaptation(stats.adaptation)
-            if self.pipeline.error is not None and not self.pipeline.is_running:
-                self.statusBar().showMessage(f"stream stopped: {self.pipeline.error}")
+            if pipeline.error is not None and not pipeline.is_running:
+                self.statusBar().showMessage(f"stream stopped: {pipeline.error}")
 
     def _show_adaptation(self, adaptation) -> None:
         """``adaptation``: the pipeline's :class:`emgstream.adapt.OnlineStats`, or None."""
@@ -324,7 +324,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     def _stop_adaptation(self) -> None:
         if self._have_pipeline():
-            self.pipeline.stop_adaptation()
+            try:
+                self.pipeline.stop_adaptation()
+            except Exception as err:
+                self._complain("Cannot stop adaptation", err)
         self.personalization.set_running(False)
 
     def _reset_adaptation(self) -> None:
@@ -512,7 +515,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 return
             self.recording_path = path
         else:
-            self.pipeline.stop_recording()
+            try:
+                self.pipeline.stop_recording()
+            except Exception as err:  # the file holds what was flushed before
+                self._complain("Recording ended badly", err)
             self.last_recording, self.recording_path = self.recording_path, None
         self.source_panel.set_recording(None if self.recording_path is None
                                         else str(self.recording_path))
