@@ -23,11 +23,31 @@ def test_encoder_shapes_and_patch_layout():
     assert (enc.window, enc.patch, enc.stride, enc.n_patches) == (100, 10, 10, 10)
     x = torch.randn(3, 4, 100)
     assert enc(x).shape == (3, 11, 16) and enc.patch_latents(x).shape == (3, 10, 16)
-    patches = enc.patchify(x)
+    patches = enc.patch_features(x)
     # patch k flattens time points k*10 .. k*10+9 of all channels, time-major
     torch.testing.assert_close(patches[:, 2].reshape(3, 10, 4), x[:, :, 20:30].transpose(1, 2))
     with pytest.raises(ValueError, match=r"expected input \(batch, 4, 100\)"):
         enc(torch.randn(3, 5, 100))
+
+
+def test_log_power_features_are_bin_log_mean_squares():
+    cfg = EncoderConfig(4, 100, 10, d_model=16, n_layers=1, n_heads=2, features="log_power",
+                        power_bins=2)
+    enc = PatchEncoder(cfg)
+    x = 10 * torch.randn(3, 4, 100)  # well above the power floor
+    feats = enc.patch_features(x)
+    assert feats.shape == (3, 10, 8) == (3, cfg.n_patches, cfg.feature_dim)
+    # patch 2, channel 1, second bin: samples 25..29
+    expected = torch.log(x[:, 1, 25:30].pow(2).mean(dim=1) + 1e-4)
+    torch.testing.assert_close(feats[:, 2, 1 * 2 + 1], expected)
+    # a gain on the input shifts every feature by the log of the power gain
+    torch.testing.assert_close(enc.patch_features(10 * x), feats + math.log(100), atol=1e-3,
+                               rtol=0)
+    assert enc(x).shape == (3, 11, 16)
+    with pytest.raises(ValueError, match=r"patch \(10\) must be a multiple of power_bins \(3\)"):
+        EncoderConfig(4, 100, 10, features="log_power", power_bins=3, d_model=16, n_heads=2)
+    with pytest.raises(ValueError, match="features"):
+        EncoderConfig(4, 100, 10, features="spectrogram", d_model=16, n_heads=2)
 
 
 def test_window_not_multiple_of_patch_drops_oldest_samples():

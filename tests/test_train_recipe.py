@@ -29,6 +29,8 @@ hop = 10
 stride = 20
 [model]
 emg_patch = 10
+emg_features = "log_power"
+emg_power_bins = 2
 pose_patch = 25
 d_model = 16
 n_layers = 2
@@ -101,6 +103,7 @@ def test_tiny_recipe_runs_every_stage_and_exports(tmp_path, aligned):
             "linear_probe_classifier_macro_accuracy"} <= set(mf.metrics)
     assert mf.provenance["recipe"]["name"] == "tiny"
     model = load_model(mf)
+    assert (model.encoder.config.features, model.encoder.config.power_bins) == ("log_power", 2)
     x = np.random.default_rng(0).standard_normal((3, 4, 100)).astype(np.float32) * 30
     sess = ort.InferenceSession(mf.onnx, providers=["CPUExecutionProvider"])
     logits, emb = sess.run(None, {"emg": x})

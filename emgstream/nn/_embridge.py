@@ -135,7 +135,7 @@ class EMBridge(nn.Module):
         self.mask_ratio, self.w_mprl, self.w_cascle = mask_ratio, w_mprl, w_cascle
         self.pose_mask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         cfg = pose_encoder.config
-        self.pose_decoder = nn.Linear(d, cfg.patch * cfg.n_channels)  # g in L_MPRL
+        self.pose_decoder = nn.Linear(d, cfg.feature_dim)  # g in L_MPRL
 
     def set_communities(self, pose_embeddings, seed: int = 0) -> None:
         """k-means on the training set's pose embeddings (n, e), once before training."""
@@ -147,7 +147,7 @@ class EMBridge(nn.Module):
         cross-attend to the EMG tokens, so masked poses must be read from Q'."""
         pe = self.pose.encoder
         with torch.no_grad():
-            target = pe.patchify(pose)
+            target = pe.patch_features(pose)
             tokens = pe.embed(pose)
         b, k, d = tokens.shape
         n_mask = max(1, min(k - 1, round(k * self.mask_ratio)))

@@ -17,9 +17,10 @@ class MAE(nn.Module):
     x (batch, channels, time) -> scalar loss
         L_MAE = 1/|M| sum_{i in M} || psi(phi({z_j}_{j not in M}))_i - x_i ||^2
 
-    CPEP writes the target as the token z_i; we reconstruct the (normalised) raw patch x_i as
-    MAE (He et al.) does, because a learned tokenizer's own output is a target it can shrink
-    to zero. The squared error is averaged over the patch's elements. ``normalisation``:
+    CPEP writes the target as the token z_i; we reconstruct the patch's features x_i (the
+    tokenizer's fixed input, :meth:`PatchEncoder.patch_features`: the normalised raw patch
+    as in MAE (He et al.), or its log powers) because a learned tokenizer's own output is a
+    target it can shrink to zero. The squared error is averaged over the features. ``normalisation``:
     "instance" for EMG (as the deployed model does), "none" for pose (radians).
     """
 
@@ -40,7 +41,7 @@ class MAE(nn.Module):
         self.decoder = nn.ModuleList(Block(dd, heads, encoder.mlp_ratio)
                                      for _ in range(decoder_layers))
         self.decoder_norm = nn.LayerNorm(dd)
-        self.decoder_out = nn.Linear(dd, encoder.patch * encoder.n_channels)
+        self.decoder_out = nn.Linear(dd, encoder.feature_dim)
         nn.init.normal_(self.mask_token, std=0.02)
 
     def random_mask(self, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +53,7 @@ class MAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalisation(x)
-        target = self.encoder.patchify(x)  # (batch, K, patch * channels)
+        target = self.encoder.patch_features(x)  # (batch, K, feature_dim)
         tokens = self.encoder.tokenizer(target) + self.encoder.pos_embed[:, 1:]
         keep, masked = self.random_mask(x.shape[0], x.device)
         d = tokens.shape[-1]

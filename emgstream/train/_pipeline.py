@@ -31,7 +31,8 @@ FINAL_CHECKPOINT = "model.pt"
 def emg_encoder_config(recipe: Recipe) -> EncoderConfig:
     m, d = recipe.model, recipe.data
     return EncoderConfig(d.n_channels, d.window, m.emg_patch, m.d_model, m.n_layers, m.n_heads,
-                         m.mlp_ratio, m.dropout)
+                         m.mlp_ratio, m.dropout, features=m.emg_features,
+                         power_bins=m.emg_power_bins)
 
 
 def pose_encoder_config(recipe: Recipe) -> EncoderConfig:

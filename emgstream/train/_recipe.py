@@ -87,6 +87,8 @@ class ModelConfig:
     """Sizes of the encoders and heads (paper values in ``models/recipes/full.toml``)."""
 
     emg_patch: int = 50
+    emg_features: str = "raw"  #: EMG token inputs, "raw" (CPEP) or "log_power" (see EncoderConfig)
+    emg_power_bins: int = 1  #: log-power bins per EMG patch
     pose_patch: int = 200
     d_model: int = 256
     n_layers: int = 4
