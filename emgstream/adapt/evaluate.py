@@ -54,6 +54,8 @@ class EvalConfig:
     """
 
     patch_s: float = 0.01
+    features: str = "log_power"  #: token inputs (see :class:`emgstream.nn.EncoderConfig`)
+    power_bins: int = 1
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -251,7 +253,8 @@ def _build(preprocessing: Preprocessing, class_names, config: EvalConfig):
     patch = max(1, round(config.patch_s * preprocessing.sample_rate))
     enc = EncoderConfig(preprocessing.n_channels, preprocessing.window, patch,
                         d_model=config.d_model, n_layers=config.n_layers,
-                        n_heads=config.n_heads, mlp_ratio=2.0)
+                        n_heads=config.n_heads, mlp_ratio=2.0, features=config.features,
+                        power_bins=config.power_bins)
     return GestureModel(enc, class_names, embed_dim=config.embed_dim, hop=preprocessing.hop,
                         normalisation=preprocessing.normalisation,
                         sample_rate=preprocessing.sample_rate)

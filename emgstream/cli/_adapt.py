@@ -237,11 +237,15 @@ def _user_list(text):
               help="Multiply the adaptation epochs (SSA 5, SSP 10) by this.")
 @click.option("--synth-duration", type=float, default=120.0, show_default=True,
               help="Seconds per generated synthetic session.")
+@click.option("--features", type=click.Choice(["log_power", "raw"]), default="log_power",
+              show_default=True,
+              help="Encoder token inputs: per-channel log power of each patch, or its raw "
+                   "samples (CPEP's tokens).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @_adapt_options
 def eval_(dataset, root, users, folds, train_users, test_users, rows, output, source_epochs,
-          mae_epochs, train_stride, epochs_scale, synth_duration, threads, lr, ssa_lr, xi,
-          n_consecutive, renormalise, seed):
+          mae_epochs, train_stride, epochs_scale, synth_duration, features, threads, lr,
+          ssa_lr, xi, n_consecutive, renormalise, seed):
     """Cross-user evaluation of source-free adaptation.
 
     Each test user's first block is used unlabelled for adaptation, the second only for
@@ -291,7 +295,7 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
     adapt_cfg = _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base.adapt)
     adapt_cfg = adapt_cfg.replace(ssa_epochs=max(1, round(adapt_cfg.ssa_epochs * epochs_scale)),
                                   ssp_epochs=max(1, round(adapt_cfg.ssp_epochs * epochs_scale)))
-    changes = {"adapt": adapt_cfg, "seed": seed}
+    changes = {"adapt": adapt_cfg, "seed": seed, "features": features}
     if source_epochs is not None:
         changes["supervised_epochs"] = source_epochs
     if mae_epochs is not None:
