@@ -31,7 +31,7 @@ Protocol: pickled tuples on a ``multiprocessing`` pipe between our own two proce
   of a replay); ``("stopped", stats, cpu_seconds)`` last.
 
 Snapshots are sent as deltas: the parent passes the ring counters it has seen, the child
-returns only the samples written since (about 9 kB per frame at 30 frames/s for 16 channels
+returns only the samples written since (about 19 kB per frame at 30 frames/s for 16 channels
 at 2 kHz, instead of 1.4 MB for the whole 5 s tails) and the parent keeps the display tails.
 """
 
