@@ -185,9 +185,12 @@ class PipelineProcess:
             self._state = "running"
         context = multiprocessing.get_context("spawn")  # never fork: Qt and threads
         self._conn, child_conn = context.Pipe()
+        root = logging.getLogger()  # the child logs as we do, if we log at all
+        log_level = root.getEffectiveLevel() if root.handlers else None
         self._process = context.Process(
             target=_child_main, name="emgstream-pipeline", daemon=True,
-            args=(child_conn, self._uri, self._model_bytes, self._model_name, self._config))
+            args=(child_conn, self._uri, self._model_bytes, self._model_name, self._config,
+                  log_level))
         self._process.start()
         self._pid = self._process.pid
         child_conn.close()  # ours: the child's death must end the reader's recv
@@ -502,11 +505,14 @@ def _load_model(model_bytes: bytes, name: str) -> ModelFile:
 
 
 def _child_main(conn, uri: str, model_bytes: bytes, model_name: str,
-                config: PipelineConfig) -> None:
+                config: PipelineConfig, log_level: int | None) -> None:
     from ..sources import open_source
     from ._pipeline import Pipeline
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if log_level is not None:  # a no-op if the re-imported main script configured it
+        logging.basicConfig(level=log_level, format="%(asctime)s %(processName)s %(name)s "
+                                                    "%(levelname)s: %(message)s")
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_all, args=(conn, outbox), daemon=True,
                               name="emgstream-pipeline-sender")
