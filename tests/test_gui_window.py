@@ -436,3 +436,28 @@ def test_shipped_model_shows_the_gesture_being_performed(qapp):
         assert window.events_received >= len(events) - 1
     finally:
         window.close()
+
+
+def test_a_killed_pipeline_process_is_reported_and_the_window_keeps_drawing(qapp, test_model,
+                                                                            tmp_path):
+    window = open_window(qapp, test_model, record_dir=tmp_path)
+    try:
+        assert window.pipeline is not None, window.statusBar().currentMessage()
+        assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 5)
+        pid = window.pipeline.pid
+        os.kill(pid, signal.SIGKILL)
+        stopped = lambda: "killed by signal 9" in window.statusBar().currentMessage()
+        assert pump(qapp, 3.0, until=stopped), window.statusBar().currentMessage()
+        assert "stream stopped" in window.statusBar().currentMessage()
+        frames = window.frames_drawn
+        pump(qapp, 0.5)
+        assert window.frames_drawn > frames + 5  # the GUI thread never waits for the dead
+        window.personalization.start_button.click()  # says why instead of raising
+        assert "killed by signal 9" in window.statusBar().currentMessage()
+        window.set_source(_SIM)  # and a new pipeline process can take its place
+        assert window.pipeline is not None and window.pipeline.pid != pid
+        assert pump(qapp, 10.0, until=lambda: window.pipeline.stats.hops > 5)
+    finally:
+        t0 = time.monotonic()
+        window.close()
+    assert time.monotonic() - t0 < 10.0
