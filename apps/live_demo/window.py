@@ -6,7 +6,7 @@ pyqtgraph hold the GIL while they paint, and in one process the inference thread
 the painter (latency p99 1.76x headless, ``benchmarks/bench_gui.py``). Gesture events
 arrive in the pipeline process's reader thread; the callback only puts them on a
 :class:`queue.SimpleQueue`. A ``QTimer`` in the GUI thread drains that queue and redraws
-from ``PipelineProcess.snapshot()`` (a copy; a round trip of about a millisecond), so the
+from ``PipelineProcess.snapshot()`` (a copy; a round trip under 2 ms), so the
 GUI never makes the pipeline's threads wait.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtWidgets
 
 from emgstream.modelfile import ModelFile, load_model_file
-from emgstream.pipeline import PipelineConfig, PipelineProcess
+from emgstream.pipeline import PipelineConfig, PipelineProcess, PipelineProcessError
 
 from ._panels import (CpuMeter, EventHistory, GestureReadout, HealthPanel,
                       PersonalizationPanel, SourcePanel)
@@ -262,7 +262,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             return
         try:
             self._draw(self.pipeline)
-        except Exception as err:  # a late or dead pipeline process: say so, keep the timer
+        except PipelineProcessError as err:  # a late or dead pipeline process: say so
             self.statusBar().showMessage(f"stream stopped: {self.pipeline.error or err}")
 
     def _draw(self, pipeline: PipelineProcess) -> None:
