@@ -8,7 +8,8 @@ the gestures (chance 1/13), per group of users and per user:
 - *training users, new session*: users the model was trained on, wearing the band again
   (``session`` not among the recipe's training sessions): what ``emgstream demo`` shows by
   default (``sim://?session=2``);
-- *new users*: users never trained on (the recipe's test users), both sessions.
+- *new users*: users never trained on (the recipe's test users), both sessions
+  (``--new-sessions``).
 
     python benchmarks/bench_model.py --model models/default.emgm
     python benchmarks/bench_model.py --train-users 0-3 --new-users 14,15 --session 2
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--session", type=int, default=2,
                         help="their session (the default recipe trains on sessions 0 and 1)")
     parser.add_argument("--new-users", default="14,15", help="users never trained on")
+    parser.add_argument("--new-sessions", default="0,1",
+                        help="their sessions (e.g. 1 to score a model calibrated on session 0)")
     parser.add_argument("--seconds", type=float, default=60.0, help="per session")
     parser.add_argument("--stride", type=float, default=0.1, help="seconds between windows")
     parser.add_argument("--seed", type=int, default=0, help="synthetic population seed")
@@ -79,7 +82,8 @@ def main() -> None:
     for group, users, sessions in (
             (f"training users, session {args.session}", _users(args.train_users),
              [args.session]),
-            ("new users, sessions 0 and 1", _users(args.new_users), [0, 1])):
+            (f"new users, session {args.new_sessions.replace(',', ' and ')}",
+             _users(args.new_users), _users(args.new_sessions))):
         per_user = {u: score(session, model, streams(u, sessions), stride) for u in users}
         rows.append((group, per_user))
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from ..sources.sim import DEMO_URI
+
 
 @click.command()
-@click.option("--source", "source_uri", default="sim://", show_default=True, metavar="URI",
-              help="Where the EMG comes from: sim://, lsl://name=NAME, "
+@click.option("--source", "source_uri", default=DEMO_URI, show_default=True, metavar="URI",
+              help="Where the EMG comes from: sim:// (default: a simulated user the "
+                   "shipped model knows, on a new session), lsl://name=NAME, "
                    "serial:///dev/ttyUSB0, replay://FILE.h5.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Model file (.emgm). Default: the shipped model.")

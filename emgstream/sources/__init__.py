@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._base import DroppedSpan, Source, SourceError, SourceStats, StreamInfo
 from ._uri import open_source, parse_uri
+from .sim import DEMO_URI
 
-__all__ = ["DroppedSpan", "Source", "SourceError", "SourceStats", "StreamInfo",
+__all__ = ["DEMO_URI", "DroppedSpan", "Source", "SourceError", "SourceStats", "StreamInfo",
            "open_source", "parse_uri"]

@@ -26,7 +26,11 @@ import numpy as np
 from .._checks import check_positive_float, check_positive_int
 from ._base import Source, StreamInfo
 
-__all__ = ["SimSource"]
+__all__ = ["DEMO_URI", "SimSource"]
+
+#: The demo's wearer: synthetic user 0 putting the band on again. The shipped model trained
+#: on this user's sessions 0 and 1; session 2 is a new donning it has never seen.
+DEMO_URI = "sim://?session=2"
 
 logger = logging.getLogger(__name__)
 
