@@ -25,7 +25,7 @@ pytest.importorskip("pyqtgraph")
 from PyQt6 import QtGui, QtWidgets  # noqa: E402
 
 from emgstream.pipeline import PipelineConfig, default_model_path  # noqa: E402
-from emgstream.sources import open_source  # noqa: E402
+from emgstream.sources import DEMO_URI, open_source  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -406,16 +406,17 @@ def test_scan_lists_lsl_streams_and_connect_switches_source(qapp, test_model, tm
 
 @pytest.mark.slow
 def test_shipped_model_shows_the_gesture_being_performed(qapp):
-    """With the shipped (trained) model the window shows the gestures the simulated user
-    performs: the events' gestures (rest aside, which is always near) were performed
-    around their windows, and the readout showed them."""
+    """With the shipped (trained) model the window shows the gestures the demo's simulated
+    wearer performs (user 0 on a session the model never trained on): most gestures
+    performed are recognised, the events' gestures (rest aside, which is always near) were
+    performed around their windows, and the readout showed them."""
     path = default_model_path()
     if path is None:
         pytest.skip("the shipped model models/default.emgm is not there")
     from emgstream.modelfile import load_model_file
 
     model = load_model_file(path)
-    uri = "sim://?user=0"
+    uri = DEMO_URI
     window = open_window(qapp, model, uri=uri, config=PipelineConfig())
     try:
         events, shown = [], set()
@@ -431,7 +432,13 @@ def test_shipped_model_shows_the_gesture_being_performed(qapp):
         rate = window.pipeline.info.sample_rate
         matched = [e.gesture in performed_recently(labels, names, e.sample_index, int(1.5 * rate))
                    for e in moves]
-        assert np.mean(matched) >= 0.6, f"{np.mean(matched):.0%} of the gestures matched"
+        performed = {names[c] for c in np.unique(labels)} - {"rest"}
+        recognised = {e.gesture for e, ok in zip(moves, matched) if ok}
+        # measured: 14 events, 86 % matched, 10 of 10 gestures recognised (the raw-token
+        # model this replaced showed 4 gesture events in 40 s, on a training session)
+        assert np.mean(matched) >= 0.75, f"{np.mean(matched):.0%} of the gestures matched"
+        assert len(recognised) >= 0.7 * len(performed), (
+            f"recognised {sorted(recognised)} of {sorted(performed)}")
         assert {e.gesture for e in moves} & shown  # and they were on screen
         assert window.events_received >= len(events) - 1
     finally:

@@ -1,7 +1,7 @@
 """The live demo window (PyQt6 + pyqtgraph), a consumer of :mod:`emgstream`'s public API.
 
 >>> from apps.live_demo import run_demo_window
->>> run_demo_window("sim://", "models/default.emgm")  # doctest: +SKIP
+>>> run_demo_window("sim://?session=2", "models/default.emgm")  # doctest: +SKIP
 
 or ``emgstream demo`` / ``python -m apps.live_demo``.
 """

@@ -9,6 +9,8 @@ import time
 import numpy as np
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from emgstream.sources import DEMO_URI
+
 __all__ = ["GestureReadout", "EventHistory", "HealthPanel", "PersonalizationPanel",
            "SourcePanel", "CpuMeter"]
 
@@ -265,7 +267,7 @@ class SourcePanel(QtWidgets.QGroupBox):
     refresh_clicked = QtCore.pyqtSignal()
     record_toggled = QtCore.pyqtSignal(bool)
 
-    SIM_URI = "sim://"
+    SIM_URI = DEMO_URI
 
     def __init__(self, current_uri: str, parent=None):
         super().__init__("Source", parent)
