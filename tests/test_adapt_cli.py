@@ -105,3 +105,31 @@ def test_eval_tiny_hdf5(tmp_path):
     assert (out / "per_user.csv").read_text().count("\n") == 9
     assert "| emg-up |" in (out / "results.md").read_text()
     assert "| source-only |" in result.output
+
+
+def test_eval_adapts_a_given_model_file(tmp_path):
+    """--model: no source training; the file's model is adapted to each test user, its
+    preprocessing and classes are the protocol's, and the source-only row is that model."""
+    from emgstream.synth import GESTURES
+
+    mf = make_test_model(n_channels=16, rate=2000.0, classes=GESTURES, window_s=0.1,
+                         hop_s=0.05, seed=3)
+    path = save_model_file(tmp_path / "m.emgm", mf)
+    out = tmp_path / "res"
+    result = CliRunner().invoke(main, [
+        "eval", "--dataset", "synth", "--model", str(path), "--test-users", "5",
+        "--synth-duration", "8", "--rows", "source-only,ssp", "--epochs-scale", "0.2",
+        "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["train_users"] == [] and res["protocol"]["test_users"] == ["synth005"]
+    assert res["protocol"]["preprocessing"]["window"] == mf.preprocessing.window
+    assert {r["method"] for r in res["rows"]} == {"source-only", "ssp"}
+    wrong = CliRunner().invoke(main, ["eval", "--dataset", "synth", "--model", str(path),
+                                      "--users", "1,2"])
+    assert wrong.exit_code == 2 and "give --test-users only" in wrong.output
+    mismatch = save_model_file(tmp_path / "other.emgm",
+                               make_test_model(n_channels=16, rate=2000.0, seed=3))
+    wrong = CliRunner().invoke(main, ["eval", "--dataset", "synth", "--model", str(mismatch),
+                                      "--test-users", "5", "--synth-duration", "8"])
+    assert wrong.exit_code == 1 and "classifies" in wrong.output

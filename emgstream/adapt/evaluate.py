@@ -332,7 +332,7 @@ def _source_steps(n: int, config: EvalConfig) -> int:
 
 def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing, class_names,
              config: EvalConfig = EvalConfig(), leave_one_out: bool = False,
-             folds: int | None = None, show_progress: bool = True) -> dict:
+             folds: int | None = None, show_progress: bool = True, source=None) -> dict:
     """Run the protocol; returns ``{"rows": [per user x method dicts], "summary": ...}``.
 
     ``users``: name -> :class:`UserData`. With ``leave_one_out`` every test user gets a
@@ -340,7 +340,9 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     ``leave_one_out``) is the cheaper k-fold version: ``test_users`` split into k contiguous
     folds, each fold's users scored with a source model trained on the users outside the
     fold (k = number of users is leave-one-out). Otherwise one source model is trained on
-    ``train_users`` and adapted to each test user.
+    ``train_users`` and adapted to each test user; or, given a trained ``source`` model
+    (:class:`~emgstream.nn.GestureModel`, e.g. the shipped one), no ``train_users``, it is
+    adapted to each test user.
     """
     from tqdm.auto import tqdm
 
@@ -350,6 +352,9 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     missing = [u for u in (*train_users, *test_users) if u not in users]
     if missing:
         raise ValueError(f"users {missing} not in the dataset (have {sorted(users)})")
+    if source is not None and (leave_one_out or len(train_users)):
+        raise ValueError("a given source model is only adapted: no train users, no "
+                         "leave-one-out")
     if not leave_one_out and set(train_users) & set(test_users):
         raise ValueError(f"train and test users overlap: {sorted(set(train_users) & set(test_users))}")
     torch.manual_seed(config.seed)
@@ -371,7 +376,7 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         for part in np.array_split(np.arange(len(test_users)), folds):
             for i in part:
                 held_out[test_users[i]] = [test_users[j] for j in part]
-    rows, source, source_users = [], None, None
+    rows, source_users = [], (None if source is None else [])
     bar = tqdm(total=len(test_users), desc="users", unit="user", disable=not show_progress)
     for user in test_users:
         train_names = ([u for u in train_users if u not in held_out[user]] if leave_one_out

@@ -237,6 +237,10 @@ def _user_list(text):
               help="Multiply the adaptation epochs (SSA 5, SSP 10) by this.")
 @click.option("--synth-duration", type=float, default=120.0, show_default=True,
               help="Seconds per generated synthetic session.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Adapt this trained model file (e.g. the shipped one) to each --test-users "
+                   "user instead of training a source model.")
 @click.option("--features", type=click.Choice(["log_power", "raw"]), default="log_power",
               show_default=True,
               help="Encoder token inputs: per-channel log power of each patch, or its raw "
@@ -244,14 +248,14 @@ def _user_list(text):
 @click.option("--threads", type=int, default=1, show_default=True, help="Torch CPU threads.")
 @_adapt_options
 def eval_(dataset, root, users, folds, train_users, test_users, rows, output, source_epochs,
-          mae_epochs, train_stride, epochs_scale, synth_duration, features, threads, lr,
-          ssa_lr, xi, n_consecutive, renormalise, seed):
+          mae_epochs, train_stride, epochs_scale, synth_duration, model_path, features,
+          threads, lr, ssa_lr, xi, n_consecutive, renormalise, seed):
     """Cross-user evaluation of source-free adaptation.
 
     Each test user's first block is used unlabelled for adaptation, the second only for
     scoring. --users runs leave-one-user-out (a source model per held-out user, trained on
     the others); --train-users/--test-users trains one source model and adapts it to each test
-    user. Prints and writes the summary table (mean, std, worst user, per-user change against
+    user; --model FILE --test-users adapts a trained model file to each test user. Prints and writes the summary table (mean, std, worst user, per-user change against
     source-only) and the per-user accuracies.
     """
     import dataclasses
@@ -262,13 +266,17 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
                                   per_user_table, write_results)
 
     torch.set_num_threads(threads)
-    if (users is None) == (train_users is None and test_users is None):
+    if model_path is not None:
+        if users is not None or train_users is not None or test_users is None:
+            raise click.UsageError("--model adapts a trained model: give --test-users only")
+    elif (users is None) == (train_users is None and test_users is None):
         raise click.UsageError("give --users (leave-one-out) or --train-users and --test-users")
-    if users is None and (train_users is None or test_users is None):
+    elif users is None and (train_users is None or test_users is None):
         raise click.UsageError("--train-users and --test-users go together")
     if dataset in ("3dc", "hdf5") and root is None:
         raise click.UsageError(f"--dataset {dataset} needs --root")
-    listed = _user_list(users) if users else _user_list(train_users) + _user_list(test_users)
+    listed = (_user_list(users) if users
+              else (_user_list(train_users) or []) + _user_list(test_users))
     t0 = time.perf_counter()
     try:
         data, prep, classes = load_users(dataset, root, listed, synth_duration_s=synth_duration,
@@ -287,7 +295,24 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
             out.append(match[0])
         return out
 
-    if users:
+    source = None
+    if model_path is not None:
+        from ..modelfile import ModelFileError, load_model_file
+        from ..nn import load_model
+
+        try:
+            model_file = load_model_file(model_path)
+        except ModelFileError as err:
+            raise click.ClickException(str(err)) from err
+        # every label of the users must mean the same class to the model
+        if list(classes) != list(model_file.class_names[:len(classes)]):
+            raise click.ClickException(
+                f"{model_path} classifies {model_file.class_names}; the {dataset} users' "
+                f"labels are {classes}")
+        prep, classes, source = model_file.preprocessing, model_file.class_names, \
+            load_model(model_file).eval()
+        train, test, loo = [], resolve(_user_list(test_users)), False
+    elif users:
         train, test, loo = resolve(_user_list(users)), resolve(_user_list(users)), True
     else:
         train, test, loo = resolve(_user_list(train_users)), resolve(_user_list(test_users)), False
@@ -311,12 +336,12 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
         changes["rows"] = chosen
     config = dataclasses.replace(base, **changes)
     click.echo(f"{dataset}: {len(data)} users loaded in {time.perf_counter() - t0:.0f} s; "
-               f"{'leave-one-out over ' + str(test) if loo else f'train {train}, test {test}'}")
+               f"{'leave-one-out over ' + str(test) if loo else f'train {train or model_path}, test {test}'}")
     if folds is not None and not loo:
         raise click.UsageError("--folds goes with --users")
     try:
         result = evaluate(data, train, test, prep, classes, config, leave_one_out=loo,
-                          folds=folds)
+                          folds=folds, source=source)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     paths = write_results(result, output)
