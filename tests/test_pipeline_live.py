@@ -173,6 +173,23 @@ def test_snapshot_is_a_copy_for_viewers(model):
     assert np.all(pipeline.snapshot().rms > 0)
 
 
+def test_after_hop_wakes_when_a_hop_is_done_not_at_its_timeout(model):
+    # the pipeline process builds snapshots right after a hop (_remote._serve): the wait must
+    # end on the inference thread's notification, with the hop already counted
+    with Pipeline(open_source("sim://"), model, _every_hop()) as pipeline:
+        time.sleep(0.5)
+        for _ in range(5):
+            before = pipeline.stats.hops
+            t0 = time.monotonic()
+            pipeline._after_hop(timeout=10.0)
+            assert time.monotonic() - t0 < 5.0, "woken by the timeout, not by a hop"
+            assert pipeline.stats.hops > before
+    # a stopped pipeline does no hops: the wait ends at its timeout
+    t0 = time.monotonic()
+    pipeline._after_hop(timeout=0.2)
+    assert time.monotonic() - t0 >= 0.2
+
+
 def test_info_is_the_checked_stream_description_read_only(model):
     source = open_source("sim://?channels=16&rate=2000")
     pipeline = Pipeline(source, model)

@@ -232,6 +232,7 @@ class Pipeline:
         self._state_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._data_ready = threading.Condition()
+        self._hop_done = threading.Condition()  # notified after every hop (see _after_hop)
         self._subscribers: tuple[Callable[[GestureEvent], None], ...] = ()
         self._subscribers_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -593,6 +594,8 @@ class Pipeline:
                         sample_index=last, timestamp=float(buf_ts[offsets[i] - 1]),
                         latency=latency, emitted=emitted, model_version=self._model_version))
             self._hops += n_due
+            with self._hop_done:
+                self._hop_done.notify_all()
             next_end = int(ends[-1]) + hop
             keep_from = next_end - window - buf_start
             if keep_from > 0:
@@ -765,6 +768,15 @@ class Pipeline:
     def snapshot(self) -> Snapshot:
         """A copy of the newest signal, the current decision and the stats (any thread)."""
         return self._snapshot((0, 0))[0]
+
+    def _after_hop(self, timeout: float) -> None:
+        """Return when the inference thread has finished its next hop, or after ``timeout``.
+
+        Work that another thread of this process starts right after a hop holds the GIL in
+        the quiet part of the hop period, not when the next window is due.
+        """
+        with self._hop_done:
+            self._hop_done.wait(timeout)
 
     def _snapshot(self, since: tuple[int, int]) -> tuple[Snapshot, tuple[int, int]]:
         """A snapshot whose ``samples`` and ``raw`` hold only what the filtered and the raw

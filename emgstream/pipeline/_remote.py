@@ -558,6 +558,9 @@ def _child_main(conn, uri: str, model_bytes: bytes, model_name: str,
 def _serve(pipeline, outbox: queue.SimpleQueue, call_id: int, name: str, args: tuple) -> None:
     try:
         if name == "snapshot":
+            # built just after a hop: the ~1 ms of Python it costs then never delays a window
+            p = pipeline.model.preprocessing
+            pipeline._after_hop(2.0 * p.hop / p.sample_rate)
             value = pipeline._snapshot(args[0])
         elif name == "stats":
             value = pipeline.stats
