@@ -137,13 +137,46 @@ def test_adapt_methods_run_and_leave_source_untouched(method):
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
     assert report.windows == 48
+    # every method starts from the user's own input statistics (AdaptConfig.renormalise)
+    torch.testing.assert_close(adapted.normalisation.mean, x.mean(dim=(0, 2)))
+    torch.testing.assert_close(adapted.normalisation.std, x.std(dim=(0, 2)))
     if method == "adabn":
-        torch.testing.assert_close(adapted.normalisation.mean, x.mean(dim=(0, 2)))
         assert report.parameter_change == 0.0
     else:
         assert report.steps > 0 and report.parameter_change > 0
     if method in ("ssp", "emg-up"):
         assert report.teacher_updates == report.steps - (3 if method == "emg-up" else 0)
+
+
+def test_without_renormalise_the_source_statistics_stay():
+    model = _model(normalisation="fixed")
+    x = _toy_windows(n=48) * 7 + 3
+    cfg = AdaptConfig(lr=1e-3, ssp_epochs=1, batch_size=16, xi=0.0, renormalise=False)
+    adapted, _ = adapt(model, x.numpy(), None, "ssp", cfg)
+    torch.testing.assert_close(adapted.normalisation.mean, model.normalisation.mean)
+    torch.testing.assert_close(adapted.normalisation.std, model.normalisation.std)
+
+
+def test_source_windows_give_each_user_the_pooled_statistics():
+    from emgstream.adapt.evaluate import EvalConfig, load_users, source_windows
+
+    users, prep, _ = load_users("synth", users=[0, 1], synth_duration_s=6.0)
+    names = sorted(users)
+    gain = np.linspace(0.5, 4.0, prep.n_channels)[:, None]  # user 1's electrodes differ
+    for s in (*users[names[1]].first, *users[names[1]].second):
+        s.emg = s.emg * gain.T.astype(np.float32)
+    pooled = source_windows(users, names, prep, EvalConfig(per_user_statistics=False))
+    scaled = source_windows(users, names, prep, EvalConfig())
+    assert scaled.x.shape == pooled.x.shape
+    np.testing.assert_array_equal(scaled.y, pooled.y)
+    mean, std = pooled.x.mean(axis=(0, 2)), pooled.x.std(axis=(0, 2))
+    for user_segments in ((0, 1), (2, 3)):  # two recordings per user, in order
+        part = scaled.x[np.isin(scaled.segment, user_segments)]
+        np.testing.assert_allclose(part.std(axis=(0, 2)), std, rtol=1e-3)
+        np.testing.assert_allclose(part.mean(axis=(0, 2)), mean, atol=1e-3 * std.max())
+    # unscaled, the second user's channels keep their gains: the statistics differ
+    second = pooled.x[np.isin(pooled.segment, (2, 3))].std(axis=(0, 2))
+    assert not np.allclose(second, std, rtol=0.1)
 
 
 def test_tiny_learning_rate_barely_moves_the_model():

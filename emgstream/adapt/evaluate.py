@@ -4,7 +4,9 @@ Protocol, for every test user:
 
 1. the source model is trained on the train users' labelled data (both blocks): EMG MAE
    pre-training of the encoder, then supervised training of the whole model (encoder,
-   projection, classifier) -- the 3DC recipe, where there is no pose to align to;
+   projection, classifier) -- the 3DC recipe, where there is no pose to align to. Each
+   training user's windows are standardised by that user's own channel statistics
+   (:attr:`EvalConfig.per_user_statistics`);
 2. the test user's *first* block (3DC ``train``) is given to each method **unlabelled**;
 3. the test user's *second* block (3DC ``test``) is used only for scoring.
 
@@ -33,9 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from ..modelfile import Preprocessing
-from .methods import METHODS, AdaptConfig, adapt, total_steps
+from .methods import METHODS, AdaptConfig, adabn, adapt, total_steps
 
-__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "train_source", "load_users",
+__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "source_windows", "train_source",
+           "load_users",
            "evaluate", "macro_f1", "write_results", "ROWS"]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,11 @@ class EvalConfig:
     train_stride_s: float = 0.1  #: between source-training windows
     adapt_stride_s: float = 0.1  #: between adaptation windows (2 x the live hop, for time)
     score_stride_s: float = 0.1  #: between scored windows
+    #: standardise each training user's windows by that user's own per-channel mean and std
+    #: (rescaled to the pooled statistics that the model's "fixed" normalisation holds), as a
+    #: batch-norm network trained per domain would see them; the user's own statistics
+    #: (AdaBN, ``AdaptConfig.renormalise``) are then what the model was trained on
+    per_user_statistics: bool = True
     mae_epochs: int = 2
     supervised_epochs: int = 6
     train_lr: float = 1e-3
@@ -228,6 +236,30 @@ def cut_windows(streams, preprocessing: Preprocessing, stride: int) -> Windows:
     return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(segs))
 
 
+def source_windows(users: dict, names, preprocessing: Preprocessing,
+                   config: EvalConfig = EvalConfig()) -> Windows:
+    """Both blocks of every user in ``names``: the source model's training windows.
+
+    With ``config.per_user_statistics`` each user's windows are standardised per channel by
+    that user's mean and std, then scaled to the pooled mean and std of all of them (which
+    the source model's "fixed" normalisation stores, so a new user's windows normalised by
+    the pooled statistics are what source-only sees).
+    """
+    step = max(1, round(config.train_stride_s * preprocessing.sample_rate))
+    parts = [cut_windows(users[u].first + users[u].second, preprocessing, step) for u in names]
+    parts = [p for p in parts if len(p)]
+    if config.per_user_statistics and parts:
+        pooled = np.concatenate([p.x for p in parts])
+        mean, std = pooled.mean(axis=(0, 2)), pooled.std(axis=(0, 2))
+        del pooled
+        for p in parts:
+            scale = std / np.maximum(p.x.std(axis=(0, 2)), 1e-12)
+            p.x -= p.x.mean(axis=(0, 2))[None, :, None]
+            p.x *= scale[None, :, None].astype(np.float32)
+            p.x += mean[None, :, None].astype(np.float32)
+    return Windows.concat(parts)
+
+
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Macro-averaged F1 over the classes present in ``y_true``."""
     scores = []
@@ -365,10 +397,6 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     def stride(seconds):
         return max(1, round(seconds * preprocessing.sample_rate))
 
-    def windows_of(names, block, step):
-        parts = [cut_windows(getattr(users[u], block), preprocessing, step) for u in names]
-        return Windows.concat(parts)
-
     held_out = {u: [u] for u in test_users}
     if leave_one_out and folds is not None:
         if not 2 <= folds <= len(test_users):
@@ -383,9 +411,7 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
                        else list(train_users))
         if source is None or train_names != source_users:
             t0 = time.perf_counter()
-            src = Windows.concat([windows_of(train_names, "first", stride(config.train_stride_s)),
-                                  windows_of(train_names, "second",
-                                             stride(config.train_stride_s))])
+            src = source_windows(users, train_names, preprocessing, config)
             with tqdm(total=_source_steps(len(src), config), desc=f"source (-{user})"
                       if leave_one_out else "source", leave=False,
                       disable=not show_progress) as sbar:
@@ -403,7 +429,9 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
             if row == "source-only":
                 model = source
             elif row == "upper-bound":
-                model = copy.deepcopy(source)
+                # a labelled calibration knows at least what the unlabelled methods know
+                model = (adabn(source, torch.from_numpy(adapt_data.x)) if config.adapt.renormalise
+                         else copy.deepcopy(source))
                 gen = torch.Generator().manual_seed(config.seed)
                 _supervised(model, adapt_data, config.upper_epochs, config.train_lr / 3,
                             config.train_batch, gen)

@@ -60,9 +60,10 @@ class OnlineConfig:
     n_consecutive: int = 1  #: as offline (dev users); the paper's 15 is an option
     ssa: bool = False  #: one SSA step per call before the SSP steps
     temperature: float = 0.1
-    #: keep a "fixed" input normalisation at the buffer's statistics (online AdaBN). Off: on
-    #: 3DC it made accuracy swing with the gestures in the buffer (29.7 -> 52.6 -> 41.6 % for
-    #: P1; 53.1 -> 38.1 % for P2, benchmarks/bench_adapt_online.py) and AdaBN hurt offline too
+    #: keep a "fixed" input normalisation at the buffer's statistics (online AdaBN). Off,
+    #: unlike offline (``AdaptConfig.renormalise``, over a whole calibration recording): a
+    #: buffer's statistics swing with the gestures in it, and on 3DC accuracy swung with them
+    #: (29.7 -> 52.6 -> 41.6 % for P1; 53.1 -> 38.1 % for P2, bench_adapt_online.py)
     renormalise: bool = False
     guard: GuardConfig | None = field(default_factory=GuardConfig)
     guard_every: int = 10  #: guard check every this many calls that stepped
