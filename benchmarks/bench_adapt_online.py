@@ -1,6 +1,6 @@
 """Online EMG-UP (:class:`emgstream.adapt.OnlineAdapter`) accuracy over time.
 
-3DC: a source model is trained on the non-test people. Synthetic users (``--model``): the
+3DC: a source model is trained on the non-test people, as ``emgstream eval`` trains it. Synthetic users (``--model``): the
 given model file is the source (the shipped model; its test users 14 and 15 by default).
 Each test person's first block (3DC ``train``, synthetic session 0) is then fed to the
 adapter window by window in time order (one window per live hop, as the pipeline does; one
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from emgstream.adapt import OnlineAdapter, OnlineConfig, adapt
-from emgstream.adapt.evaluate import EvalConfig, Windows, _score, cut_windows, load_users, \
-    train_source
+from emgstream.adapt.evaluate import EvalConfig, _score, cut_windows, load_users, \
+    source_windows, train_source
 from emgstream.modelfile import load_model_file
 from emgstream.nn import load_model
 from emgstream.train import to_model_file
@@ -38,9 +38,7 @@ def _source_3dc(args):
     train = [u for u in users if u not in test]
     config = dataclasses.replace(EvalConfig(), supervised_epochs=args.source_epochs,
                                  mae_epochs=1, train_stride_s=0.2)
-    src = Windows.concat([cut_windows(users[u].first + users[u].second, prep,
-                                      round(config.train_stride_s * prep.sample_rate))
-                          for u in train])
+    src = source_windows(users, train, prep, config)
     t0 = time.perf_counter()
     source = train_source(src, prep, classes, config)
     print(f"source model: {len(train)} people, {len(src)} windows, "

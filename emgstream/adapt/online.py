@@ -37,7 +37,6 @@ from .._checks import check_positive_int
 from .evaluate import _jsonable
 from ._stats import OnlineStats
 from .guard import CollapseGuard, GuardConfig
-from .methods import adabn
 from .ssa import SSAHead, ssa_loss
 from .ssp import confident_mask, consistent_runs, ema_update, pseudo_labels, ssp_loss
 
@@ -60,10 +59,10 @@ class OnlineConfig:
     n_consecutive: int = 1  #: as offline (dev users); the paper's 15 is an option
     ssa: bool = False  #: one SSA step per call before the SSP steps
     temperature: float = 0.1
-    #: keep a "fixed" input normalisation at the buffer's statistics (online AdaBN). Off,
-    #: unlike offline (``AdaptConfig.renormalise``, over a whole calibration recording): a
-    #: buffer's statistics swing with the gestures in it, and on 3DC accuracy swung with them
-    #: (29.7 -> 52.6 -> 41.6 % for P1; 53.1 -> 38.1 % for P2, bench_adapt_online.py)
+    #: keep a "fixed" input normalisation at the channel statistics of every window observed
+    #: since the last reset (online AdaBN, as ``AdaptConfig.renormalise`` offline). All of
+    #: them, not the buffer's: a buffer's statistics swing with the gestures in it, and on
+    #: 3DC accuracy swung with them (29.7 -> 52.6 -> 41.6 % for P1, bench_adapt_online.py)
     renormalise: bool = False
     guard: GuardConfig | None = field(default_factory=GuardConfig)
     guard_every: int = 10  #: guard check every this many calls that stepped
@@ -104,6 +103,8 @@ class OnlineAdapter:
             self._labels = np.zeros(c.buffer_windows, np.int64)
             self._confidence = np.zeros(c.buffer_windows, np.float32)
             self._written = 0  # total windows ever observed (ring position)
+            # per channel: samples, sum, sum of squares of every window observed (float64)
+            self._moments = np.zeros((3, self._shape[0]))
             self._labelled = 0  # windows labelled by the teacher so far
         self._reference = copy.deepcopy(self._source).eval()  # source, maybe renormalised
         self.student = copy.deepcopy(self._source).train()
@@ -144,6 +145,10 @@ class OnlineAdapter:
         n = self.config.buffer_windows
         count = len(w)
         with self._lock:
+            if self.config.renormalise:
+                self._moments[0] += w.shape[0] * w.shape[2]
+                self._moments[1] += w.sum(axis=(0, 2), dtype=np.float64)
+                self._moments[2] += np.square(w, dtype=np.float64).sum(axis=(0, 2))
             w = w[-n:]  # more than the buffer holds: only the newest can stay
             pos = (self._written + count - len(w) + np.arange(len(w))) % n
             self._buffer[pos] = w
@@ -172,7 +177,7 @@ class OnlineAdapter:
             return False
         x, idx, written = self._ordered()
         if c.renormalise and self.student.normalisation.mode == "fixed":
-            self._renormalise(x)
+            self._renormalise()
         # (1) teacher outputs for the windows not yet labelled
         new = min(written - self._labelled, len(idx))
         if new > 0:
@@ -228,10 +233,15 @@ class OnlineAdapter:
         self._optimizer.step()
         self.stats.steps += 1
 
-    def _renormalise(self, x: torch.Tensor) -> None:
-        stats = adabn(self._reference, x).normalisation
-        for model in (self.student, self.teacher, self._reference):
-            model.normalisation.load_state_dict(stats.state_dict())
+    def _renormalise(self) -> None:
+        with self._lock:
+            n, total, squares = self._moments
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+        with torch.no_grad():
+            for model in (self.student, self.teacher, self._reference):
+                model.normalisation.mean.copy_(torch.from_numpy(mean))
+                model.normalisation.std.copy_(torch.from_numpy(std))
 
     # -- outputs ----------------------------------------------------------------------------
     def export(self) -> bytes:
