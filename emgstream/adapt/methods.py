@@ -34,20 +34,20 @@ statistics, so AdaBN is the identity (reported as such, not hidden).
 Hyper-parameters: the paper's (Adam betas (0.5, 0.99), weight decay 3e-4, batch 64, 5 SSA
 epochs, 10 SSP epochs, T = 17, alpha = 0.996, xi = 0.8) except these, chosen on the 3DC dev
 people P1-P3 with a source model trained on P4-P11 (``benchmarks/bench_adapt.py``, table in
-``benchmarks/results/adapt_dev_3dc.md``). The first three were measured on a source model
-trained on pooled statistics (source-only 35.9 %), the last on the per-user-statistics source
-of ``emgstream eval`` (:attr:`~emgstream.adapt.evaluate.EvalConfig.per_user_statistics`):
+``benchmarks/results/adapt_dev_3dc.md``; the source model of ``emgstream eval``, trained on
+per-user statistics, :attr:`~emgstream.adapt.evaluate.EvalConfig.per_user_statistics`;
+source-only 29.9 %, AdaBN alone 36.4 %):
 
 - learning rate 1e-4, not the paper's 1e-7: at 1e-7 (both stages, 15 epochs) the relative
-  parameter change is 1e-4 and mean accuracy moves by -0.1 points: nothing is adapted;
+  parameter change is 1.2e-4 and EMG-UP scores 36.5 %, AdaBN alone plus 0.1 points: nothing
+  is adapted; at 1e-4, 40.6 %;
 - stage-1 learning rate 1e-6: SSA lowered accuracy whenever it moved the model (EMG-UP with
-  SSA at 1e-4: 22.4 %, -13.4 points), so it is kept small;
-- N_c = 1 (eq. 8 alone): with the paper's N_c = 15 only 7 % of windows pass and SSP scores
-  34.0 % (-1.9); EMG-UP with N_c = 1 scores 35.9 % (+0.1);
-- AdaBN before the gradient methods (``renormalise``): on the pooled-statistics source it
-  helped P1 (22.1 -> 43.2 %) and hurt P2 and P3, but that source never saw a user's own
-  statistics. Trained on per-user statistics, SSP after AdaBN scores 41.6 % against 30.7 %
-  without it (source-only 29.2 %, AdaBN alone 36.9 %).
+  SSA at 1e-4: 32.3 %), so it is kept small;
+- N_c = 1 (eq. 8 alone): with the paper's N_c = 15, 15 % of windows pass and SSP scores
+  37.8 %; with N_c = 1, 43 % pass and SSP scores 41.1 %;
+- AdaBN before the gradient methods (``renormalise``): SSP without it scores 32.4 %. (On a
+  source trained on pooled statistics AdaBN helped one dev person and hurt two: such a
+  source never saw a user's own statistics.)
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ def _adapt_options(f):
                      help="Keep a pseudo-label only in runs of this many consistent windows "
                           "(the paper's N_c = 15; default 1 = eq. 8 alone, chosen on dev users)."),
         click.option("--renormalise/--no-renormalise", default=None,
-                     help="Re-estimate the input normalisation on the user's data (AdaBN) "
-                          "before adapting."),
+                     help="Re-estimate a \"fixed\" input normalisation on the user's data "
+                          "(AdaBN) before adapting (default on; models with per-window "
+                          "normalisation have no statistics to re-estimate)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     for option in reversed(options):
