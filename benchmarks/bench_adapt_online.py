@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--step-every", type=int, default=10, help="windows between steps")
     parser.add_argument("--score-every", type=float, default=40.0, help="seconds of EMG")
     parser.add_argument("--source-epochs", type=int, default=4)
-    parser.add_argument("--renormalise", action="store_true",
-                        help="online AdaBN on the buffer (OnlineConfig.renormalise)")
+    parser.add_argument("--no-renormalise", dest="renormalise", action="store_false",
+                        help="no online AdaBN (OnlineConfig.renormalise, on by default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     if (args.root is None) == (args.model is None):

@@ -109,10 +109,14 @@ def test_online_guard_rolls_back(model_file):
 def test_online_renormalise_uses_every_window_observed_not_the_buffer():
     mf = make_test_model(n_channels=4, rate=500.0, window_s=0.2, hop_s=0.05, seed=1,
                          normalisation="fixed")
+    hop_s = mf.preprocessing.hop / mf.preprocessing.sample_rate  # 0.05
     adapter = OnlineAdapter(mf, OnlineConfig(buffer_windows=16, min_windows=8, batch_size=8,
-                                             renormalise=True, guard=None))
+                                             renormalise_after_s=44 * hop_s, guard=None))
+    source_mean = adapter.teacher.normalisation.mean.clone()
     quiet, loud = _windows(mf, 40, seed=1) * 0.1, _windows(mf, 8, seed=2) * 3 + 5
     adapter.observe(quiet)
+    adapter.step()  # 40 windows seen, 44 needed: the source's statistics still
+    torch.testing.assert_close(adapter.teacher.normalisation.mean, source_mean)
     adapter.observe(loud)  # the buffer now holds mostly loud windows
     adapter.step()
     seen = np.concatenate([quiet, loud]).astype(np.float64)
@@ -122,8 +126,8 @@ def test_online_renormalise_uses_every_window_observed_not_the_buffer():
         np.testing.assert_allclose(model.normalisation.std.numpy(), seen.std(axis=(0, 2)),
                                    rtol=1e-4)
     adapter.reset()  # a new user: nothing observed, the source's statistics again
-    adapter.observe(loud)
-    adapter.observe(loud)
+    for _ in range(6):
+        adapter.observe(loud)
     adapter.step()
     np.testing.assert_allclose(adapter.teacher.normalisation.mean.numpy(),
                                loud.astype(np.float64).mean(axis=(0, 2)), rtol=1e-4)

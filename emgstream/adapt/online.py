@@ -63,7 +63,10 @@ class OnlineConfig:
     #: since the last reset (online AdaBN, as ``AdaptConfig.renormalise`` offline). All of
     #: them, not the buffer's: a buffer's statistics swing with the gestures in it, and on
     #: 3DC accuracy swung with them (29.7 -> 52.6 -> 41.6 % for P1, bench_adapt_online.py)
-    renormalise: bool = False
+    renormalise: bool = True
+    #: seconds of windows (one per hop) before the first re-estimate: statistics of the first
+    #: 40 s of a 3DC block (rest and a few gestures) took P2 from 53 % to 36 %
+    renormalise_after_s: float = 60.0
     guard: GuardConfig | None = field(default_factory=GuardConfig)
     guard_every: int = 10  #: guard check every this many calls that stepped
     guard_windows: int = 256
@@ -91,6 +94,7 @@ class OnlineAdapter:
         self._source = load_model(model_file).eval()
         p = model_file.preprocessing
         self._shape = (p.n_channels, p.window)
+        self._renormalise_after = int(np.ceil(config.renormalise_after_s * p.sample_rate / p.hop))
         self._lock = threading.Lock()  # observe() may come from another thread than step()
         self.reset()
 
@@ -176,7 +180,8 @@ class OnlineAdapter:
         if self.stats.windows_seen < c.min_windows:
             return False
         x, idx, written = self._ordered()
-        if c.renormalise and self.student.normalisation.mode == "fixed":
+        if (c.renormalise and self.student.normalisation.mode == "fixed"
+                and self.stats.windows_seen >= self._renormalise_after):
             self._renormalise()
         # (1) teacher outputs for the windows not yet labelled
         new = min(written - self._labelled, len(idx))
