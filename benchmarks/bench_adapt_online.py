@@ -1,7 +1,8 @@
 """Online EMG-UP (:class:`emgstream.adapt.OnlineAdapter`) accuracy over time.
 
-3DC: a source model is trained on the non-test people, as ``emgstream eval`` trains it. Synthetic users (``--model``): the
-given model file is the source (the shipped model; its test users 14 and 15 by default).
+3DC: a source model is trained on the non-test people, as ``emgstream eval`` trains it.
+Synthetic users (``--model``): the given model file is the source (the shipped model; its
+test users 14 and 15 by default).
 Each test person's first block (3DC ``train``, synthetic session 0) is then fed to the
 adapter window by window in time order (one window per live hop, as the pipeline does; one
 ``step()`` every ``--step-every`` windows), and the served model is scored on the person's

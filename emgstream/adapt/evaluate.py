@@ -38,8 +38,7 @@ from ..modelfile import Preprocessing
 from .methods import METHODS, AdaptConfig, adabn, adapt, total_steps
 
 __all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "source_windows", "train_source",
-           "load_users",
-           "evaluate", "macro_f1", "write_results", "ROWS"]
+           "load_users", "evaluate", "macro_f1", "write_results", "ROWS"]
 
 logger = logging.getLogger(__name__)
 
@@ -249,13 +248,15 @@ def source_windows(users: dict, names, preprocessing: Preprocessing,
     parts = [cut_windows(users[u].first + users[u].second, preprocessing, step) for u in names]
     parts = [p for p in parts if len(p)]
     if config.per_user_statistics and parts:
-        pooled = np.concatenate([p.x for p in parts])
-        mean, std = pooled.mean(axis=(0, 2)), pooled.std(axis=(0, 2))
-        del pooled
-        for p in parts:
-            scale = std / np.maximum(p.x.std(axis=(0, 2)), 1e-12)
-            p.x -= p.x.mean(axis=(0, 2))[None, :, None]
-            p.x *= scale[None, :, None].astype(np.float32)
+        # per user and channel: mean and variance; pooled from them without a pooled copy
+        means = np.stack([p.x.mean(axis=(0, 2), dtype=np.float64) for p in parts])
+        variances = np.stack([p.x.var(axis=(0, 2), dtype=np.float64) for p in parts])
+        weights = np.array([p.x.shape[0] * p.x.shape[2] for p in parts], np.float64)[:, None]
+        mean = (weights * means).sum(axis=0) / weights.sum()
+        std = np.sqrt((weights * (variances + (means - mean) ** 2)).sum(axis=0) / weights.sum())
+        for p, m, v in zip(parts, means, variances):
+            p.x -= m[None, :, None].astype(np.float32)
+            p.x *= (std / np.maximum(np.sqrt(v), 1e-12))[None, :, None].astype(np.float32)
             p.x += mean[None, :, None].astype(np.float32)
     return Windows.concat(parts)
 
