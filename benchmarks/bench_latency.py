@@ -9,6 +9,10 @@
    time from the onset (LSL time of its first sample) to the emission of the first event
    naming that gesture before the next change; median, p90 and the fraction detected. Needs
    a model trained on the simulator's gestures (the shipped model); skipped otherwise.
+   The same decisions replayed offline over more onsets (``--replay-users``, default the
+   training users 0-3 on session 2, 120 s each): the model file's graph in ONNX Runtime on
+   every hop's window of the live filter chain, then the pipeline's own decision state
+   machine; delays in stream time (the pipeline's ~1 ms of compute not included).
 3. Offline batch inference throughput (batch 64) in windows per second, ONNX Runtime
    against torch eager on the same weights, same thread count, as a ratio.
 
@@ -303,6 +307,65 @@ def bench_onset(model, seconds: float, recording: str | None, threshold: float) 
               f"{n_events} | {wrong} |")
 
 
+def bench_onset_replay(model, users: list[int], seconds: float, threshold: float) -> None:
+    """Onset to detection replayed offline: every hop's window through ONNX Runtime, then
+    the pipeline's decision state machine (``_Decider``), per decision setting."""
+    import onnxruntime as ort
+
+    from emgstream.pipeline import PipelineConfig
+    from emgstream.pipeline._decision import _Decider
+
+    p = model.preprocessing
+    session = ort.InferenceSession(model.onnx, providers=["CPUExecutionProvider"])
+    runs = []
+    for user in users:
+        x, labels, names = _sim_recording(user, _ONSET_SESSION, seconds, p)
+        if list(names) != list(model.class_names):
+            print(f"\nreplay skipped: the model's classes are not the simulator's {names}")
+            return
+        windows, last = _windows(x, p)
+        logits = np.concatenate([session.run([model.output_names[0]],
+                                             {model.input_name: windows[i:i + 256]})[0]
+                                 for i in range(0, len(windows), 256)])
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        runs.append((probs / probs.sum(axis=1, keepdims=True), last, labels))
+    hop_accuracy = np.mean([(pr.argmax(1) == lab[last]).mean() for pr, last, lab in runs])
+    print(f"\n## Onset to detection replayed offline: sim:// users "
+          f"{','.join(map(str, users))}, session {_ONSET_SESSION}, {seconds:g} s each, "
+          f"threshold {threshold:g}\n\nper-hop accuracy (label of each window's last "
+          f"sample, every hop): {hop_accuracy:.1%}\n")
+    print("| decision | onsets | detected | median ms | p90 ms | events | wrong events "
+          "during a gesture |")
+    print("|---|---|---|---|---|---|---|")
+    for smoothing, hops, debounce in _DECISIONS:
+        config = PipelineConfig(smoothing=smoothing, smoothing_hops=hops, debounce=debounce,
+                                threshold=threshold)
+        delays, n_onsets, n_events, wrong = [], 0, 0, 0
+        for probs, last, labels in runs:
+            decider = _Decider(config, len(model.class_names))
+            events = []
+            for i, row in enumerate(probs):
+                stable, _, _, changed = decider.update(row)
+                if changed:
+                    events.append((last[i], stable))
+            n_events += len(events)
+            edges = np.flatnonzero(np.diff(labels.astype(np.int64), prepend=-2))
+            for onset, end in zip(edges[:-1], edges[1:]):
+                cls = int(labels[onset])
+                if model.class_names[cls] == "rest" or onset < p.window or end > last[-1]:
+                    continue  # rest, before the first window, or cut by the end
+                n_onsets += 1
+                during = [(i, c) for i, c in events if onset <= i < end]
+                hit = next((i for i, c in during if c == cls), None)
+                wrong += sum(c != cls for _, c in during)
+                if hit is not None:
+                    delays.append((hit - onset) / p.sample_rate * 1e3)
+        d = np.array(delays)
+        print(f"| {smoothing} {hops} hops, debounce {debounce} | {n_onsets} | {len(d)} "
+              f"({len(d) / max(n_onsets, 1):.0%}) | {np.median(d):.0f} | "
+              f"{np.percentile(d, 90):.0f} | {n_events} | {wrong} |")
+
+
 def bench_throughput(model, batch: int, repeats: int) -> None:
     import onnxruntime as ort
     import torch
@@ -367,6 +430,11 @@ def main(argv=None) -> None:
     parser.add_argument("--recording", default=None,
                         help="labelled HDF5 recording to replay for onset-to-detection "
                              "(default: the simulator's ground truth)")
+    parser.add_argument("--replay-users", default="0,1,2,3",
+                        help="simulated users whose session 2 is replayed offline for "
+                             "onset-to-detection (default 0,1,2,3; empty: none)")
+    parser.add_argument("--replay-seconds", type=float, default=120.0,
+                        help="seconds per replayed user (default 120)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="confidence threshold for onset-to-detection (default 0.5)")
     parser.add_argument("--batch", type=int, default=64)
@@ -379,6 +447,9 @@ def main(argv=None) -> None:
         bench_latency(model, args.seconds, args.warmup)
     if args.only in (None, "onset"):
         bench_onset(model, args.onset_seconds, args.recording, args.threshold)
+        users = [int(u) for u in args.replay_users.split(",") if u.strip()]
+        if users and args.recording is None and model.provenance.get("trained") is not False:
+            bench_onset_replay(model, users, args.replay_seconds, args.threshold)
         if args.recording is None:
             print("\nthe same on a within-user reference model (log-RMS + LDA, see "
                   "_reference_model), to separate the pipeline's delay from model accuracy:")
