@@ -38,22 +38,6 @@ def test_label_is_last_sample_and_pure_windows_only():
     assert mixed[7]["label"] == 1 and mixed[6]["label"] == 0  # last sample decides
 
 
-def test_label_span_keeps_windows_whose_newest_samples_agree():
-    labels = [0] * 10 + [1] * 10
-    ds = WindowDataset([_stream(labels)], WindowSpec(4, 1), label_span=2)
-    # the last 2 samples one label: starts 0..6 (rest) and 8..16 (fist); only start 7 mixes
-    assert _starts(ds) == list(range(0, 7)) + list(range(8, 17))
-    assert [ds[i]["label"] for i in range(len(ds))] == [0] * 7 + [1] * 9
-    assert ds.window_labels.tolist() == [0] * 7 + [1] * 9
-    # the whole window as span is the pure rule
-    whole = WindowDataset([_stream(labels)], WindowSpec(4, 1), label_span=4)
-    assert _starts(whole) == _starts(WindowDataset([_stream(labels)], WindowSpec(4, 1)))
-    for bad, pure in ((0, True), (5, True), (2, False)):
-        with pytest.raises(ValueError, match=rf"label_span must be 1..4 .* got {bad} with "
-                                             rf"pure={pure}"):
-            WindowDataset([_stream(labels)], WindowSpec(4, 1), pure=pure, label_span=bad)
-
-
 def test_unlabelled_and_excluded_samples_never_in_a_window():
     labels = [0] * 6 + [-1] * 4 + [1] * 6 + [2] * 6 + [1] * 6
     ds = WindowDataset([_stream(labels)], WindowSpec(3, 1), pure=False, exclude=["unseen"])

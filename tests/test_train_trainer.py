@@ -51,19 +51,6 @@ def test_windows_are_cut_filtered_and_labelled():
     assert (ws.labels == -1).any() and (ws.labels >= 0).any()  # windows over label changes
     sub = ws.relabel(["c", "a"])
     assert set(sub.labels.tolist()) == {0, 1} and len(sub) < len(ws)
-    # a label span keeps the windows whose newest samples carry one label, labelled by them
-    names = ws.class_names
-    tail = ws.relabel(names, span=20)
-    assert len(ws.relabel(names)) < len(tail) < len(ws)
-    ends = tail.starts + ws.window - 1
-    assert torch.equal(tail.labels, ws.sample_labels[ends])
-    assert all(len(set(ws.sample_labels[e - 19:e + 1].tolist())) == 1 for e in ends.tolist())
-    assert torch.equal(ws.relabel(names, span=ws.window).starts, ws.relabel(names).starts)
-    tail_ca = ws.relabel(["c", "a"], span=20)  # re-indexed like the whole-window rule
-    assert set(tail_ca.labels.tolist()) == {0, 1}
-    assert torch.equal(tail_ca.sample_labels[tail_ca.starts + ws.window - 1], tail_ca.labels)
-    with pytest.raises(ValueError, match=r"label span must be 1..100 samples .* got 101"):
-        ws.relabel(names, span=101)
     # channel rotation: every window is its own channels turned by -1, 0 or +1
     torch.manual_seed(0)
     rot, _, _ = ws.rotated(1).__getitems__(list(range(20)))

@@ -14,8 +14,7 @@ Normalisation is not applied here: the ONNX graph of a model normalises its inpu
 
 Label policy: a window's label is the label of its **last** sample (what a causal
 recogniser is asked at that moment). Windows are skipped when that label is -1
-(unlabelled; unless ``labelled=False``), when ``pure=True`` and the window mixes classes
-(or, with ``label_span``, its last ``label_span`` samples do),
+(unlabelled; unless ``labelled=False``), when ``pure=True`` and the window mixes classes,
 when any of its samples belongs to an ``exclude``-d class (so an unseen gesture never leaks
 into a training window), and, when pose is delivered, when any sample is an
 inverse-kinematics failure (all 20 joint angles ~0, as the emg2pose loader does).
@@ -94,11 +93,6 @@ class WindowDataset:
         ``None`` delivers raw samples.
     pure : bool
         Skip windows whose samples do not all carry the window's label.
-    label_span : int, optional
-        With ``pure``, only the window's last ``label_span`` samples must carry its label
-        (default: the whole window). A short span keeps the windows in which a gesture
-        begins or ends, labelled by the newest samples, for training a causal recogniser
-        that answers before its window has filled.
     exclude : sequence of str
         Class names whose samples no window may contain (held-out gestures). They are
         dropped from :attr:`class_names` and the labels renumbered to match, so
@@ -126,13 +120,9 @@ class WindowDataset:
                  preprocessing=None, *, pure: bool = True, exclude: Sequence[str] = (),
                  labelled: bool = True, with_pose: bool | None = None,
                  transform: Callable[[dict], dict] | None = None, seed: int = 0,
-                 max_cached_streams: int | None = None,
-                 label_span: int | None = None) -> None:
+                 max_cached_streams: int | None = None) -> None:
         if not isinstance(spec, WindowSpec):
             raise TypeError(f"spec must be a WindowSpec, got {type(spec).__name__}")
-        if label_span is not None and not (pure and 1 <= label_span <= spec.window):
-            raise ValueError(f"label_span must be 1..{spec.window} samples (the window) and "
-                             f"needs pure=True, got {label_span} with pure={pure}")
         sources = list(sources)
         if not sources:
             raise ValueError("WindowDataset needs at least one stream or file")
@@ -140,7 +130,6 @@ class WindowDataset:
         self.preprocessing = preprocessing
         self.transform = transform
         self._pure, self._labelled = bool(pure), bool(labelled)
-        self._span = spec.window if label_span is None else int(label_span)
         self._seed, self._epoch = int(seed), 0
         headers = [_header(s) for s in sources]
         self.sample_rate, self.n_channels = headers[0]["rate"], headers[0]["channels"]
@@ -201,10 +190,9 @@ class WindowDataset:
         if self.exclude:
             codes = [self._source_class_names.index(c) for c in self.exclude]
             valid &= _window_count(np.isin(labels, codes), w) == 0
-        if self._pure:  # no label change over the last span samples of the window
-            changes = _window_count(np.diff(labels.astype(np.int32), prepend=labels[0]) != 0,
-                                    self._span, skip_first=True)
-            valid &= changes[w - self._span:] == 0
+        if self._pure:
+            valid &= _window_count(np.diff(labels.astype(np.int32), prepend=labels[0]) != 0,
+                                   w, skip_first=True) == 0
         if pose is not None:
             valid &= _window_count(np.all(np.abs(pose) < _IK_FAILURE_RAD, axis=1), w) == 0
         return _Entry(source, self.users.index(header["user"]), n, valid,
@@ -229,8 +217,7 @@ class WindowDataset:
     @property
     def window_labels(self) -> np.ndarray:
         """int64 (windows,): each window's label at its nominal start (for sampling and
-        metrics; under ``pure=True`` a jitter shorter than the label span never changes
-        it)."""
+        metrics; under ``pure=True`` a jitter shorter than the window never changes it)."""
         out = np.empty(len(self._index), np.int64)
         for i, entry in enumerate(self._entries):
             rows = self._index[:, 0] == i

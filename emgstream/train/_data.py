@@ -32,15 +32,13 @@ class WindowSet:
     """Windows over concatenated streams; the arrays are shared, windows are start indices.
 
     emg (time, channels) float32, band-passed by the live causal chain; pose (time, 20)
-    float32 radians; sample_labels (time,) int64, each sample's label into ``class_names``
-    (-1: none); starts (n,) int64; labels (n,) int64 into ``class_names``, -1 where the
+    float32 radians; starts (n,) int64; labels (n,) int64 into ``class_names``, -1 where the
     window's samples do not all carry one label; users (n,) str.
     A batch is ``(emg (batch, channels, window), pose (batch, 20, window), labels (batch,))``.
     """
 
     emg: torch.Tensor
     pose: torch.Tensor
-    sample_labels: torch.Tensor
     starts: torch.Tensor
     labels: torch.Tensor
     users: np.ndarray
@@ -66,44 +64,25 @@ class WindowSet:
 
     def subset(self, mask) -> "WindowSet":
         mask = torch.as_tensor(np.asarray(mask))
-        return replace(self, starts=self.starts[mask], labels=self.labels[mask],
-                       users=self.users[mask.numpy()])
+        return WindowSet(self.emg, self.pose, self.starts[mask], self.labels[mask],
+                         self.users[mask.numpy()], self.class_names, self.window,
+                         self.max_rotation)
 
-    def relabel(self, names: list[str], span: int | None = None) -> "WindowSet":
-        """Keep windows whose last ``span`` samples (default: all) carry one label in
-        ``names``; labels re-indexed into ``names``, the window's label is its last
-        sample's (see :func:`_tail_labels`)."""
-        unknown = set(names) - set(self.class_names)
-        if unknown:
-            raise ValueError(f"classes {sorted(unknown)} are not in the windows' "
-                             f"{self.class_names}")
+    def relabel(self, names: list[str]) -> "WindowSet":
+        """Keep windows whose label is in ``names``, re-indexed into ``names``."""
         lut = torch.full((len(self.class_names) + 1,), -1, dtype=torch.int64)
         for i, name in enumerate(names):
             lut[self.class_names.index(name)] = i
-        labels = self.labels if span is None else _tail_labels(
-            self.sample_labels, self.starts, self.window, span)
-        new = lut[labels]  # label -1 reads lut[-1] = -1
+        new = lut[self.labels]  # label -1 reads lut[-1] = -1
         keep = new >= 0
-        return replace(self.subset(keep.numpy()), labels=new[keep],
-                       sample_labels=lut[self.sample_labels], class_names=list(names))
+        out = self.subset(keep.numpy())
+        out.labels = new[keep]
+        out.class_names = list(names)
+        return out
 
     def __repr__(self) -> str:
         return (f"<WindowSet {len(self)} windows of {self.window} samples, "
                 f"{self.emg.shape[1]} ch, users {sorted(set(self.users.tolist()))}>")
-
-
-def _tail_labels(sample_labels: torch.Tensor, starts: torch.Tensor, window: int,
-                span: int) -> torch.Tensor:
-    """int64 (n,): the label of each window's last ``span`` samples where they all carry
-    one, else -1. ``span = window`` is the whole-window (pure) rule; a shorter span keeps
-    the windows a causal recogniser sees while a gesture begins or ends, labelled by what
-    the hand does now (the newest samples), so it learns to answer before the window has
-    filled with the new gesture."""
-    if not 1 <= span <= window:
-        raise ValueError(f"label span must be 1..{window} samples (the window), got {span}")
-    ends = starts + window
-    tail = sample_labels[(ends - span)[:, None] + torch.arange(span)]
-    return torch.where((tail == tail[:, -1:]).all(1), tail[:, -1], -1)
 
 
 def _rotate(emg: torch.Tensor, max_rotation: int) -> torch.Tensor:
@@ -129,7 +108,7 @@ def windows_from_streams(streams: list[LabelledStream], preprocessing: Preproces
         raise ValueError("no streams to cut windows from")
     names = list(streams[0].class_names)
     w = preprocessing.window
-    emg, pose, sample_labels, starts, labels, users = [], [], [], [], [], []
+    emg, pose, starts, labels, users = [], [], [], [], []
     offset = 0
     excluded = {names.index(n) for n in exclude}
     for s in streams:
@@ -142,7 +121,6 @@ def windows_from_streams(streams: list[LabelledStream], preprocessing: Preproces
             continue
         emg.append(filter_offline(s.emg, s.sample_rate, preprocessing))
         pose.append(np.asarray(s.pose, dtype=np.float32))
-        sample_labels.append(np.asarray(s.labels, dtype=np.int64))
         st = np.arange(0, n - w + 1, stride)
         lab = np.lib.stride_tricks.sliding_window_view(s.labels, w)[st]
         uniform = (lab == lab[:, :1]).all(axis=1)
@@ -153,7 +131,6 @@ def windows_from_streams(streams: list[LabelledStream], preprocessing: Preproces
         users.append(np.full(ok.sum(), s.user, dtype=object))
         offset += n
     return WindowSet(torch.from_numpy(np.concatenate(emg)), torch.from_numpy(np.concatenate(pose)),
-                     torch.from_numpy(np.concatenate(sample_labels)),
                      torch.from_numpy(np.concatenate(starts)),
                      torch.from_numpy(np.concatenate(labels)),
                      np.concatenate(users).astype(str), names, w)
@@ -180,14 +157,13 @@ class RecordingWindows:
     def __init__(self, files: Sequence[str | os.PathLike], preprocessing: Preprocessing,
                  stride: int, exclude: Sequence[str] = (), with_pose: bool = True,
                  labelled: bool = False, names: Sequence[str] | None = None,
-                 max_rotation: int = 0, label_span: int | None = None) -> None:
+                 max_rotation: int = 0) -> None:
         self.files = [str(f) for f in files]
         self.preprocessing, self.stride, self.with_pose = preprocessing, stride, with_pose
         self.max_rotation = int(max_rotation)
         self.dataset = WindowDataset(self.files, WindowSpec(preprocessing.window, stride),
                                      preprocessing, pure=labelled, labelled=labelled,
-                                     exclude=exclude, with_pose=with_pose,
-                                     label_span=label_span)
+                                     exclude=exclude, with_pose=with_pose)
         self.class_names = list(self.dataset.class_names if names is None else names)
         self.source_class_names = list(self.dataset.class_names) + list(exclude)
         # dataset label -> index into class_names (-1 stays -1, read from the last entry)
@@ -231,17 +207,15 @@ class RecordingWindows:
         out.__dict__.update(self.__dict__, max_rotation=int(max_rotation))
         return out
 
-    def relabel(self, names: list[str], span: int | None = None) -> "RecordingWindows":
-        """The labelled windows of ``names`` whose last ``span`` samples (default: all)
-        carry one label, labels re-indexed into ``names``."""
+    def relabel(self, names: list[str]) -> "RecordingWindows":
+        """The labelled single-class windows of ``names``, labels re-indexed into ``names``."""
         unknown = set(names) - set(self.source_class_names)
         if unknown:
             raise ValueError(f"classes {sorted(unknown)} are not in the recordings' "
                              f"{self.source_class_names}")
         others = [c for c in self.source_class_names if c not in names]
         return RecordingWindows(self.files, self.preprocessing, self.stride, exclude=others,
-                                with_pose=self.with_pose, labelled=True, names=names,
-                                label_span=span)
+                                with_pose=self.with_pose, labelled=True, names=names)
 
     def __repr__(self) -> str:
         return (f"<RecordingWindows {len(self)} windows of {self.window} samples from "

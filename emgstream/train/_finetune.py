@@ -15,14 +15,7 @@ loss therefore keeps CPEP's symmetric InfoNCE against the frozen pose [CLS], wei
 after fine-tuning.
 
 Stage options (``[stages.finetune.options]``): ``encoder_lr_scale`` (default 0.1),
-``align_weight`` (default 0.5), ``label_span`` (samples; default 0, the whole window).
-
-``label_span`` is a second departure, for live use. The papers (and the ``head`` stage)
-train on windows that lie inside one gesture. A live recogniser is asked at every hop,
-also while a gesture begins, when most of its window still holds the previous one; trained
-only on whole-gesture windows it answers late, once the new gesture fills most of the
-window. With a span, the windows whose last ``label_span`` samples carry one gesture are
-kept too, labelled by those newest samples (a window's label is always its last sample's).
+``align_weight`` (default 0.5).
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ from torch import nn
 from ..nn import GestureModel, LearnableTemperature, PatchEncoder, PoseAnchor, symmetric_info_nce
 from ._trainer import Env, StageConfig, fit
 
-OPTIONS = {"encoder_lr_scale": 0.1, "align_weight": 0.5, "label_span": 0}
+OPTIONS = {"encoder_lr_scale": 0.1, "align_weight": 0.5}
 
 
 class FineTune(nn.Module):
@@ -69,15 +62,13 @@ class FineTune(nn.Module):
         return ce + self.align_weight * nce, logs
 
 
-def run_finetune(model: GestureModel, pose_encoder: PatchEncoder, windows, cfg: StageConfig,
+def run_finetune(model: GestureModel, pose_encoder: PatchEncoder, train, cfg: StageConfig,
                  out_dir: str | Path, env: Env, seed: int = 0, rotation: int = 0,
                  temperature: float = 0.02) -> GestureModel:
     """Fine-tune ``model`` (its classifier already fitted by the linear probe) end to end on
-    the labelled windows of ``windows`` (a :class:`WindowSet` or :class:`RecordingWindows`
-    of the training users) whose label is one of the model's classes, under the
-    ``label_span`` rule, with channel-rotation augmentation of up to ``rotation``
-    electrodes. Returns the model, on the CPU, in eval mode; checkpoints and resume as
-    every stage (:func:`fit`)."""
+    ``train``'s labelled windows (every label a class of the model), with channel-rotation
+    augmentation of up to ``rotation`` electrodes. Returns the model, on the CPU, in eval
+    mode; checkpoints and resume as every stage (:func:`fit`)."""
     unknown = set(cfg.options) - set(OPTIONS)
     if unknown:
         raise ValueError(f"finetune: unknown options {sorted(unknown)}; known: {sorted(OPTIONS)}")
@@ -85,14 +76,8 @@ def run_finetune(model: GestureModel, pose_encoder: PatchEncoder, windows, cfg: 
     if not 0 < opts["encoder_lr_scale"] <= 1:
         raise ValueError(f"finetune: encoder_lr_scale must be in (0, 1], "
                          f"got {opts['encoder_lr_scale']}")
-    span = opts["label_span"]
-    if not (isinstance(span, int) and 0 <= span <= windows.window):
-        raise ValueError(f"finetune: label_span must be 0 (the whole window) to "
-                         f"{windows.window} samples, got {span!r}")
-    train = windows.relabel(model.class_names, span=span or None)
-    if not len(train):
-        raise ValueError(f"finetune: no window of {windows!r} is labelled with one of the "
-                         f"model's classes {model.class_names}")
+    if len(train) and int(train.labels.min()) < 0:
+        raise ValueError("finetune needs labelled windows only (relabel the training set)")
     torch.manual_seed(seed)
     for p in model.parameters():
         p.requires_grad_(True)

@@ -362,7 +362,7 @@ def run_recipe(recipe: Recipe, env: Env | None = None, splits: Splits | None = N
         if state is None:
             ran.append("finetune")
             state = run_finetune(model, pose_encoder(recipe, pose_state),
-                                 splits.train, recipe.stages["finetune"],
+                                 splits.train.relabel(splits.seen), recipe.stages["finetune"],
                                  _stage_dir(recipe, "finetune"), env, seed=recipe.seed,
                                  rotation=recipe.data.rotation,
                                  temperature=recipe.model.temperature).state_dict()
