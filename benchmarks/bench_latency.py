@@ -283,28 +283,12 @@ def bench_onset(model, seconds: float, recording: str | None, threshold: float) 
             labels = rec.labels
             edges = np.flatnonzero(np.diff(labels, prepend=-2))
             changes = [(int(i), int(labels[i])) for i in edges]
-        delays, n_onsets, wrong = [], 0, 0
-        for k, (onset, cls) in enumerate(changes):
-            end = changes[k + 1][0] if k + 1 < len(changes) else None
-            if cls < 0 or names[cls] == "rest" or names[cls] not in shared or end is None \
-                    or end > last:
-                continue  # unlabelled, rest, unknown to the model, or cut by the stop
-            n_onsets += 1
-            during = [e for e in events if onset <= e.sample_index < end]
-            hit = next((e for e in during if e.gesture == names[cls]), None)
-            wrong += sum(e.gesture != names[cls] for e in during)
-            if hit is not None:
-                delays.append((hit.sample_index - onset) / p.sample_rate + hit.latency)
-        d = np.array(delays) * 1e3
-        rows.append((f"{smoothing} {hops} hops, debounce {debounce}", n_onsets, len(d),
-                     np.median(d) if len(d) else np.nan,
-                     np.percentile(d, 90) if len(d) else np.nan, len(events), wrong))
-    print("| decision | onsets | detected | median ms | p90 ms | events | wrong events "
-          "during a gesture |")
-    print("|---|---|---|---|---|---|---|")
-    for name, n, hit, med, p90, n_events, wrong in rows:
-        print(f"| {name} | {n} | {hit} ({hit / max(n, 1):.0%}) | {med:.0f} | {p90:.0f} | "
-              f"{n_events} | {wrong} |")
+        gestures = [(i, names[c] if c >= 0 and names[c] in shared else None)
+                     for i, c in changes]
+        scored = _score_onsets(gestures, [(e.sample_index, e.gesture, e.latency)
+                                          for e in events], last, p.sample_rate)
+        rows.append((smoothing, hops, debounce, *scored, len(events)))
+    _print_onset_table(rows)
 
 
 def bench_onset_replay(model, users: list[int], seconds: float, threshold: float) -> None:
@@ -334,36 +318,58 @@ def bench_onset_replay(model, users: list[int], seconds: float, threshold: float
           f"{','.join(map(str, users))}, session {_ONSET_SESSION}, {seconds:g} s each, "
           f"threshold {threshold:g}\n\nper-hop accuracy (label of each window's last "
           f"sample, every hop): {hop_accuracy:.1%}\n")
-    print("| decision | onsets | detected | median ms | p90 ms | events | wrong events "
-          "during a gesture |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for smoothing, hops, debounce in _DECISIONS:
         config = PipelineConfig(smoothing=smoothing, smoothing_hops=hops, debounce=debounce,
                                 threshold=threshold)
-        delays, n_onsets, n_events, wrong = [], 0, 0, 0
+        delays, n_onsets, wrong, n_events = [], 0, 0, 0
         for probs, last, labels in runs:
             decider = _Decider(config, len(model.class_names))
             events = []
             for i, row in enumerate(probs):
                 stable, _, _, changed = decider.update(row)
                 if changed:
-                    events.append((last[i], stable))
-            n_events += len(events)
+                    events.append((last[i], model.class_names[stable], 0.0))
             edges = np.flatnonzero(np.diff(labels.astype(np.int64), prepend=-2))
-            for onset, end in zip(edges[:-1], edges[1:]):
-                cls = int(labels[onset])
-                if model.class_names[cls] == "rest" or onset < p.window or end > last[-1]:
-                    continue  # rest, before the first window, or cut by the end
-                n_onsets += 1
-                during = [(i, c) for i, c in events if onset <= i < end]
-                hit = next((i for i, c in during if c == cls), None)
-                wrong += sum(c != cls for _, c in during)
-                if hit is not None:
-                    delays.append((hit - onset) / p.sample_rate * 1e3)
+            # onsets before the first full window cannot be detected in time: not scored
+            gestures = [(int(i), model.class_names[labels[i]]
+                         if i >= p.window and labels[i] >= 0 else None) for i in edges]
+            d, n, w = _score_onsets(gestures, events, last[-1], p.sample_rate)
+            delays += d
+            n_onsets, wrong, n_events = n_onsets + n, wrong + w, n_events + len(events)
+        rows.append((smoothing, hops, debounce, delays, n_onsets, wrong, n_events))
+    _print_onset_table(rows)
+
+
+def _score_onsets(gestures, events, last: int, rate: float):
+    """Onset-to-detection of one stream. ``gestures``: (sample index, class name or None
+    where not scored) at every change of label; ``events``: (sample index, gesture,
+    latency s) of every event; ``last``: index of the last sample taken. A gesture (not
+    rest) is scored when the next change comes by ``last``: the delay to the first event
+    naming it before that change, and the events naming another gesture meanwhile.
+    Returns (delays ms, onsets, wrong events)."""
+    delays, n_onsets, wrong = [], 0, 0
+    for (onset, name), (end, _) in zip(gestures, gestures[1:]):
+        if name is None or name == "rest" or end > last:
+            continue  # unlabelled or unknown to the model, rest, or cut by the stop
+        n_onsets += 1
+        during = [(i, g, lat) for i, g, lat in events if onset <= i < end]
+        hit = next(((i, lat) for i, g, lat in during if g == name), None)
+        wrong += sum(g != name for _, g, _ in during)
+        if hit is not None:
+            delays.append(((hit[0] - onset) / rate + hit[1]) * 1e3)
+    return delays, n_onsets, wrong
+
+
+def _print_onset_table(rows) -> None:
+    print("| decision | onsets | detected | median ms | p90 ms | events | wrong events "
+          "during a gesture |")
+    print("|---|---|---|---|---|---|---|")
+    for smoothing, hops, debounce, delays, n, wrong, n_events in rows:
         d = np.array(delays)
-        print(f"| {smoothing} {hops} hops, debounce {debounce} | {n_onsets} | {len(d)} "
-              f"({len(d) / max(n_onsets, 1):.0%}) | {np.median(d):.0f} | "
-              f"{np.percentile(d, 90):.0f} | {n_events} | {wrong} |")
+        med, p90 = (np.median(d), np.percentile(d, 90)) if len(d) else (np.nan, np.nan)
+        print(f"| {smoothing} {hops} hops, debounce {debounce} | {n} | {len(d)} "
+              f"({len(d) / max(n, 1):.0%}) | {med:.0f} | {p90:.0f} | {n_events} | {wrong} |")
 
 
 def bench_throughput(model, batch: int, repeats: int) -> None:
