@@ -434,9 +434,11 @@ def test_shipped_model_shows_the_gesture_being_performed(qapp):
                    for e in moves]
         performed = {names[c] for c in np.unique(labels)} - {"rest"}
         recognised = {e.gesture for e, ok in zip(moves, matched) if ok}
-        # measured: 14 events, 86 % matched, 10 of 10 gestures recognised (the raw-token
-        # model this replaced showed 4 gesture events in 40 s, on a training session)
-        assert np.mean(matched) >= 0.75, f"{np.mean(matched):.0%} of the gestures matched"
+        # measured in these 40 s: the 200 ms model 17 events, 71 % matched; the 400 ms model
+        # before it 14, 86 %. Over 120 s of the same stream both match 72-73 % (offline
+        # replay), so 40 s (~15 events, binomial sd ~0.11) can only ask for a clear majority;
+        # the raw-token model before them showed 4 gesture events in 40 s
+        assert np.mean(matched) >= 0.6, f"{np.mean(matched):.0%} of the gestures matched"
         assert len(recognised) >= 0.7 * len(performed), (
             f"recognised {sorted(recognised)} of {sorted(performed)}")
         assert {e.gesture for e in moves} & shown  # and they were on screen
