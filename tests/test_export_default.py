@@ -26,7 +26,7 @@ def test_default_model_fits_the_wristband(default_model):
     mf = default_model
     assert DEFAULT.stat().st_size < 20e6
     p = mf.preprocessing
-    assert (p.n_channels, p.sample_rate, p.window, p.hop) == (16, 2000.0, 800, 40)
+    assert (p.n_channels, p.sample_rate, p.window, p.hop) == (16, 2000.0, 400, 40)
     assert p.normalisation == "instance"
     from emgstream.synth import GESTURES
     assert mf.class_names == list(GESTURES)
@@ -40,7 +40,7 @@ def test_default_model_fits_the_wristband(default_model):
 def test_default_model_onnx_matches_torch(default_model):
     torch.set_num_threads(1)
     model = load_model(default_model)
-    x = (np.random.default_rng(0).standard_normal((16, 16, 800)) * 60).astype(np.float32)
+    x = (np.random.default_rng(0).standard_normal((16, 16, 400)) * 60).astype(np.float32)
     sess = ort.InferenceSession(default_model.onnx, providers=["CPUExecutionProvider"])
     logits, emb = sess.run(["logits", "embedding"], {"emg": x})
     with torch.no_grad():

@@ -21,7 +21,7 @@ class Normalisation(nn.Module):
     (CPEP appendix B: EMG is instance-normalised). We pool the statistics over channels,
     not per channel as InstanceNorm1d would: per-channel statistics erase the relative
     amplitudes across electrodes, which is the spatial pattern of muscle activity that
-    tells held gestures apart in a 400 ms window. ``"fixed"``: stored per-channel
+    tells held gestures apart within a window. ``"fixed"``: stored per-channel
     ``mean``/``std`` buffers (AdaBN-style baselines re-estimate them). ``"none"``: identity.
     """
 

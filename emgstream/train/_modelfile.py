@@ -61,8 +61,9 @@ def make_test_model(n_channels: int = 16, rate: float = 2000.0, classes=_TEST_CL
                     normalisation: str = "instance") -> ModelFile:
     """A small, randomly initialised, real model file for tests (fast to build and run).
 
-    Patches are 25 ms (50 samples at 2 kHz) and the window 16 patches (400 ms), as in the
-    shipped model; the encoder is tiny (d=32, 1 layer). The zero-shot bank holds 8 random
+    Patches are 25 ms (50 samples at 2 kHz) and the window 16 patches (400 ms): 17 tokens
+    with [CLS], as the shipped model (12.5 ms patches, 200 ms); the encoder is tiny (d=32,
+    1 layer). The zero-shot bank holds 8 random
     unit embeddings per class.
     """
     patch = max(1, round(0.025 * rate))
