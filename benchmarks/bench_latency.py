@@ -157,14 +157,20 @@ def _windows(x, p):
     return np.stack([filtered[e - p.window:e].T for e in ends]), ends - 1
 
 
-def _offline_accuracy(model, windows, labels) -> float:
+def _probabilities(model, windows) -> np.ndarray:
+    """(n, classes) softmax of the model file's graph on ``windows`` (ONNX Runtime)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.onnx, providers=["CPUExecutionProvider"])
-    pred = np.concatenate([session.run([model.output_names[0]],
-                                       {model.input_name: windows[i:i + 256]})[0].argmax(1)
-                           for i in range(0, len(windows), 256)])
-    return float((pred == labels).mean())
+    logits = np.concatenate([session.run([model.output_names[0]],
+                                         {model.input_name: windows[i:i + 256]})[0]
+                             for i in range(0, len(windows), 256)])
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _offline_accuracy(model, windows, labels) -> float:
+    return float((_probabilities(model, windows).argmax(1) == labels).mean())
 
 
 def _reference_model(p, seconds: float = 180.0):
@@ -294,13 +300,10 @@ def bench_onset(model, seconds: float, recording: str | None, threshold: float) 
 def bench_onset_replay(model, users: list[int], seconds: float, threshold: float) -> None:
     """Onset to detection replayed offline: every hop's window through ONNX Runtime, then
     the pipeline's decision state machine (``_Decider``), per decision setting."""
-    import onnxruntime as ort
-
     from emgstream.pipeline import PipelineConfig
     from emgstream.pipeline._decision import _Decider
 
     p = model.preprocessing
-    session = ort.InferenceSession(model.onnx, providers=["CPUExecutionProvider"])
     runs = []
     for user in users:
         x, labels, names = _sim_recording(user, _ONSET_SESSION, seconds, p)
@@ -308,11 +311,7 @@ def bench_onset_replay(model, users: list[int], seconds: float, threshold: float
             print(f"\nreplay skipped: the model's classes are not the simulator's {names}")
             return
         windows, last = _windows(x, p)
-        logits = np.concatenate([session.run([model.output_names[0]],
-                                             {model.input_name: windows[i:i + 256]})[0]
-                                 for i in range(0, len(windows), 256)])
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        runs.append((probs / probs.sum(axis=1, keepdims=True), last, labels))
+        runs.append((_probabilities(model, windows), last, labels))
     hop_accuracy = np.mean([(pr.argmax(1) == lab[last]).mean() for pr, last, lab in runs])
     print(f"\n## Onset to detection replayed offline: sim:// users "
           f"{','.join(map(str, users))}, session {_ONSET_SESSION}, {seconds:g} s each, "

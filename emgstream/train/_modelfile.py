@@ -63,8 +63,7 @@ def make_test_model(n_channels: int = 16, rate: float = 2000.0, classes=_TEST_CL
 
     Patches are 25 ms (50 samples at 2 kHz) and the window 16 patches (400 ms): 17 tokens
     with [CLS], as the shipped model (12.5 ms patches, 200 ms); the encoder is tiny (d=32,
-    1 layer). The zero-shot bank holds 8 random
-    unit embeddings per class.
+    1 layer). The zero-shot bank holds 8 random unit embeddings per class.
     """
     patch = max(1, round(0.025 * rate))
     window = max(patch, round(window_s * rate) // patch * patch)
