@@ -121,8 +121,10 @@ class ModelFile:
 
 
 def save_model_file(path: str | Path, model: ModelFile) -> Path:
-    """Write ``model`` to ``path`` (a zip archive; written to a temp name, then renamed)."""
+    """Write ``model`` to ``path`` (a zip archive; written to a temp name, then renamed),
+    creating its folder if needed."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format": "emgstream-model",
         "format_version": FORMAT_VERSION,

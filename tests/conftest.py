@@ -3,6 +3,7 @@
 - LSL resolves on the link-local scope only, so tests never see streams of other machines.
 - Qt runs offscreen.
 - ``shared_dir`` points at ``../shared`` beside the checkout and skips when it is absent.
+- ``EMGSTREAM_HOME`` (where personalized models are kept) is a temporary folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ _LSL_CFG = _ROOT / "tests" / "lsl_api.cfg"
 os.environ.setdefault("LSLAPICFG", str(_LSL_CFG))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_ROOT / ".numba_cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_store(tmp_path_factory) -> Path:
+    """Personalized models that tests save go to a temporary folder, never the user's own."""
+    home = tmp_path_factory.mktemp("emgstream-home")
+    os.environ["EMGSTREAM_HOME"] = str(home)  # inherited by the subprocesses tests start
+    return home
 
 
 @pytest.fixture(scope="session")

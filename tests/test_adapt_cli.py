@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from emgstream.cli import main
 from emgstream.io import RecordingWriter
 from emgstream.modelfile import load_model_file, save_model_file
+from emgstream.pipeline import personal_model_path
 from emgstream.sources import StreamInfo
 from emgstream.train import make_test_model
 
@@ -59,7 +60,7 @@ def test_calibrate_refuses_mismatched_recording(tmp_path, model_path):
                                        "--from", str(rec)])
     assert result.exit_code != 0
     assert "6 channels" in result.output and "4 channels" in result.output
-    assert not (tmp_path / "base-bob.emgm").exists()
+    assert not personal_model_path("bob", model_path).exists()
 
 
 def test_calibrate_needs_source_or_recording(model_path):

@@ -78,14 +78,24 @@ def test_bad_source_is_a_clear_error(model_path):
 @pytest.mark.gui
 def test_window_opens_shows_events_and_exits_cleanly(model_path):
     pytest.importorskip("PyQt6")
+    from dataclasses import replace
+
+    from emgstream.modelfile import load_model_file
+    from emgstream.pipeline import personal_model_path
+
     path, _ = model_path
+    # ann has a personalized model of it (EMGSTREAM_HOME is the tests' temporary store)
+    personal = personal_model_path("ann", path)
+    source = load_model_file(path)
+    save_model_file(personal, replace(source, provenance={**source.provenance,
+                                                          "personalized_for": "ann"}))
     code = (
         "import logging, sys, threading\n"
         "logging.basicConfig(level=logging.INFO)\n"
         "from emgstream.cli import main\n"
         "try:\n"
         f"    main(['demo', '--duration', '6', '--threshold', '0', '--source', {_SIM!r},\n"
-        f"          '--model', {str(path)!r}])\n"
+        f"          '--model', {str(path)!r}, '--user', 'ann'])\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
         "print('THREADS', [t.name for t in threading.enumerate()], file=sys.stderr)\n")
@@ -93,3 +103,4 @@ def test_window_opens_shows_events_and_exits_cleanly(model_path):
     assert result.returncode == 0, result.stderr
     assert "THREADS ['MainThread']" in result.stderr
     assert "first gesture on screen" in result.stderr
+    assert f"using ann's personalized model {personal}" in result.stderr

@@ -82,16 +82,29 @@ def test_ctrl_c_stops_cleanly(model_path):
 
 
 @pytest.mark.slow
-def test_run_adapt_saves_the_personalized_model(model_path, tmp_path):
+def test_run_adapt_saves_the_users_model_and_the_next_run_starts_from_it(model_path, tmp_path,
+                                                                        monkeypatch):
     from emgstream.modelfile import load_model_file
+    from emgstream.pipeline import personal_model_path
 
-    out = tmp_path / "alice.emgm"
-    result = CliRunner().invoke(main, ["run", "sim://", "--model", model_path, "--adapt",
-                                       "--duration", "3", "--save-adapted", str(out),
-                                       "--user", "alice", "--no-json"])
+    monkeypatch.setenv("EMGSTREAM_HOME", str(tmp_path))
+    args = ["run", "sim://", "--model", model_path, "--user", "alice", "--no-json",
+            "--duration"]
+    result = CliRunner().invoke(main, args + ["3", "--adapt"])
     assert result.exit_code == 0, result.output
-    assert f"personalized model written to {out}" in result.stderr
-    assert load_model_file(out).provenance["personalized_for"] == "alice"
+    saved = personal_model_path("alice", model_path)
+    assert f"personalized model written to {saved}" in result.stderr
+    assert load_model_file(saved).provenance["personalized_for"] == "alice"
+    result = CliRunner().invoke(main, args + ["0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"running {saved}" in result.stderr
+
+
+def test_adapting_without_a_user_says_the_model_is_not_kept(model_path):
+    result = CliRunner().invoke(main, ["run", "sim://", "--model", model_path, "--adapt",
+                                       "--duration", "0.5", "--no-json"])
+    assert result.exit_code == 0, result.output
+    assert "the adapted model will not be kept: give --user NAME" in result.stderr
 
 
 def test_run_defaults_are_the_pipeline_defaults():

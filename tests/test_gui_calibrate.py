@@ -15,7 +15,7 @@ from PyQt6 import QtWidgets  # noqa: E402
 
 from emgstream.io import RecordingWriter, read_recording  # noqa: E402
 from emgstream.modelfile import save_model_file  # noqa: E402
-from emgstream.pipeline import PipelineConfig  # noqa: E402
+from emgstream.pipeline import PipelineConfig, personal_model_path  # noqa: E402
 from emgstream.sources import StreamInfo  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -117,7 +117,8 @@ def test_calibration_runs_in_a_subprocess_and_its_model_is_used(qapp, tmp_path):
         assert window._calibration is None, "calibration did not finish"
         text = window.personalization.message.text()
         assert "now in use" in text, text
-        assert (tmp_path / "ann.emgm").is_file()
+        # written where `run --user ann` and `demo --user ann` pick it up
+        assert personal_model_path("ann", path).is_file()
         deadline = time.monotonic() + 5
         while window.pipeline.stats.model_version == version and time.monotonic() < deadline:
             qapp.processEvents()

@@ -297,7 +297,8 @@ def test_personalization_buttons_drive_the_adaptation_thread(qapp, running_windo
     assert str(target) in p.message.text() and target.is_file()
     assert p.save_button.isEnabled() and future.result() == target
     # a save that fails says why in the panel
-    w.save_personalized(tmp_path / "no-such-dir" / "x.emgm", "tester")
+    (tmp_path / "a-file").write_text("not a folder")
+    w.save_personalized(tmp_path / "a-file" / "x.emgm", "tester")
     assert pump(qapp, 60.0, until=lambda: "save failed" in p.message.text())
     assert p.save_button.isEnabled()
     # resume, then reset: the source model is back in use and the adapter starts over

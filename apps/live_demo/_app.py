@@ -10,7 +10,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtWidgets
 
 from emgstream.modelfile import load_model_file
-from emgstream.pipeline import PipelineConfig
+from emgstream.pipeline import PipelineConfig, personal_model_path
 
 from .window import LiveDemoWindow
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def run_demo_window(source_uri: str, model_path: str | Path, *, duration: float | None = None,
                     record_dir: str | Path = "recordings",
-                    config: PipelineConfig | None = None,
+                    config: PipelineConfig | None = None, user: str = "",
                     started_at: float | None = None,
                     screenshot: str | Path | None = None) -> int:
     """Open the window on ``source_uri`` with the model file ``model_path`` and run Qt's
@@ -30,15 +30,21 @@ def run_demo_window(source_uri: str, model_path: str | Path, *, duration: float 
     Returns the application's exit code. Closing the window stops the pipeline's threads.
     ``started_at`` (``time.perf_counter()`` at program start) dates the time to the first
     gesture on screen. ``screenshot``: a PNG of the window saved just before it closes
-    after ``duration``.
+    after ``duration``. ``user``: the name the personalization panel starts with; when
+    that user has a personalized model of ``model_path``, the window starts with it.
     """
     if screenshot is not None and duration is None:
         raise ValueError("a screenshot is taken at the end of 'duration'; give a duration")
     t0 = time.perf_counter() if started_at is None else started_at
-    model = load_model_file(model_path)
+    personal = personal_model_path(user, model_path) if user else None
+    if personal is not None and personal.is_file():
+        logger.info("using %s's personalized model %s", user, personal)
+        model = load_model_file(personal)
+    else:
+        model = load_model_file(model_path)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = LiveDemoWindow(model, source_uri, config=config, record_dir=record_dir,
-                            model_path=model_path, started_at=t0)
+                            model_path=model_path, user=user, started_at=t0)
     window.show()
 
     def finish() -> None:

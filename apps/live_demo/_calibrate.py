@@ -6,8 +6,8 @@ so they never hold the GIL that the acquisition and inference threads need, and 
 the window can simply end the process.
 
 Steps: copy the last ``MINUTES`` of ``RECORDING`` (which may still be being written: the
-reader opens it in SWMR mode) to ``OUTPUT``'s folder, then run ``emgstream calibrate`` on
-that copy, which writes the personalized model file ``OUTPUT``.
+reader opens it in SWMR mode) to a file beside it, then run ``emgstream calibrate`` on that
+copy, which writes the personalized model file ``OUTPUT``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
         return 2
     recording, minutes, model, user, output = argv
     output = Path(output)
-    crop = output.with_name(output.stem + "-calibration-data.h5")
+    crop = Path(recording).with_name(f"{Path(recording).stem}-last-{minutes}-min.h5")
     n = crop_recording(recording, crop, float(minutes))
     print(f"calibrating on the last {n} samples of {recording}", file=sys.stderr, flush=True)
     from emgstream.cli import main as cli

@@ -23,7 +23,8 @@ from pathlib import Path
 from PyQt6 import QtCore, QtWidgets
 
 from emgstream.modelfile import ModelFile, load_model_file
-from emgstream.pipeline import PipelineConfig, PipelineProcess, PipelineProcessError
+from emgstream.pipeline import (PipelineConfig, PipelineProcess, PipelineProcessError,
+                                personal_model_path)
 
 from ._panels import (CpuMeter, EventHistory, GestureReadout, HealthPanel,
                       PersonalizationPanel, SourcePanel)
@@ -74,7 +75,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
     record_dir : path
         Where the record button writes ``<time>.h5`` files.
     model_path : path, optional
-        The model's file, for offline calibration (which runs in a subprocess on it).
+        The source model's file: offline calibration runs on it (in a subprocess), and a
+        user's personalized model is saved under its key (:func:`personal_model_path`).
+    user : str
+        The user name the personalization panel starts with.
     mains : float, optional
         Mains frequency marked on the spectrum; default: the model's notch, else 50 Hz.
     started_at : float, optional
@@ -96,8 +100,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     def __init__(self, model: ModelFile, source_uri: str, *,
                  config: PipelineConfig | None = None, record_dir: str | Path = "recordings",
-                 model_path: str | Path | None = None, mains: float | None = None,
-                 started_at: float | None = None, parent=None):
+                 model_path: str | Path | None = None, user: str = "",
+                 mains: float | None = None, started_at: float | None = None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("emgstream live demo")
         self._model = model
@@ -122,6 +126,7 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self._t_started = time.perf_counter() if started_at is None else started_at
         self.first_event_s: float | None = None
         self._build(source_uri)
+        self.personalization.user_edit.setText(user)
         self._check_calibration_available()
         self._timer = QtCore.QTimer(self)
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -209,9 +214,11 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.readout.set_gesture(None, None)
         self.source_panel.set_current(uri)
         self.personalization.set_running(False)
+        who = self._model.provenance.get("personalized_for")
         self.statusBar().showMessage(
             f"{info.name}: {info.n_channels} channels at {info.sample_rate:g} Hz, "
-            f"model {self._model_path.name if self._model_path else 'in memory'}")
+            f"model {self._model_path.name if self._model_path else 'in memory'}"
+            f"{f', personalized for {who}' if who else ''}")
 
     def _stop_pipeline(self) -> None:
         if self.pipeline is None:
@@ -346,8 +353,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
             return
         if not self._have_pipeline():
             return
+        suggested = self._users_file(user) if self._model_path is not None else None
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Save personalized model", f"{user}.emgm", "Model files (*.emgm)")
+            self, "Save personalized model", str(suggested or f"{user}.emgm"),
+            "Model files (*.emgm)")
         if path:
             self.save_personalized(path, user)
 
@@ -414,7 +423,9 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         if recording is None:
             message.setText("record some minutes first (● Record), then calibrate")
             return
-        output = self._record_dir / f"{user}.emgm"
+        output = self._users_file(user)
+        if output is None:
+            return
         process = QtCore.QProcess(self)
         process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.SeparateChannels)
         process.readyReadStandardError.connect(self._calibration_output)
@@ -425,6 +436,15 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         process.start(sys.executable, ["-m", "apps.live_demo._calibrate", str(recording),
                                        f"{minutes:g}", str(self._model_path), user,
                                        str(output)])
+
+    def _users_file(self, user: str) -> Path | None:
+        """Where ``user``'s personalization of this window's model is kept (what ``run
+        --user`` picks up), or None with the reason on the panel."""
+        try:
+            return personal_model_path(user, self._model_path)
+        except (ValueError, OSError) as err:
+            self.personalization.message.setText(str(err))
+            return None
 
     def _check_calibration_available(self) -> None:
         """Disable the calibrate button, saying why, when it cannot work here."""

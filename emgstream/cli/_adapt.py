@@ -49,16 +49,18 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
 @click.command()
 @click.argument("source", required=False)
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False,
-                                                       path_type=Path), required=True,
-              help="The source model file.")
-@click.option("--user", required=True, help="Whom the personalized model is for.")
+                                                       path_type=Path), default=None,
+              help="The source model file. Default: the shipped default model.")
+@click.option("--user", required=True, metavar="NAME",
+              help="Whom the personalized model is for.")
 @click.option("--duration", type=float, default=120.0, show_default=True,
               help="Seconds of EMG to record from SOURCE.")
 @click.option("--from", "recording", type=click.Path(exists=True, dir_okay=False,
                                                      path_type=Path), default=None,
               help="Use this recording (HDF5) instead of recording from SOURCE.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Personalized model file to write (default: MODEL's name + '-USER').")
+              help="Personalized model file to write. Default: the user's, which `run "
+                   "--user NAME` and `demo --user NAME` pick up.")
 @click.option("--method", type=click.Choice(_METHOD_CHOICES), default="emg-up",
               show_default=True, help="Adaptation method.")
 @_adapt_options
@@ -71,6 +73,10 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     exactly as the live pipeline does, adapts the model and writes the personalized model
     file. Prints what can be measured without labels: pseudo-label acceptance, class balance
     and agreement with the source model.
+
+    The file goes where `emgstream run SOURCE --user NAME` finds it next time (one per user
+    and source model, under $EMGSTREAM_HOME or the user data folder), unless -o says
+    otherwise.
     """
     import numpy as np
     import torch
@@ -82,12 +88,24 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     from ..adapt.methods import total_steps
     from ..modelfile import ModelFileError, load_model_file, save_model_file
     from ..nn import load_model
+    from ..pipeline import default_model_path, personal_model_path
     from ..train import to_model_file
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     if (source is None) == (recording is None):
         raise click.UsageError("give either SOURCE (to record) or --from REC.h5, not both")
+    if model_path is None:
+        model_path = default_model_path()
+        if model_path is None:
+            raise click.UsageError("no --model given and no shipped default model "
+                                   "(models/default.emgm) was found")
+    users_file = None  # the user's own file, when no -o overrides it
+    if output is None:
+        try:
+            output = users_file = personal_model_path(user, model_path)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--user") from None
     try:
         mf = load_model_file(model_path)
         model = load_model(mf)
@@ -130,7 +148,6 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     counts = np.bincount(p_adapted.argmax(1).numpy(), minlength=mf.n_classes)
     click.echo("predicted classes: " + ", ".join(
         f"{name} {100 * c / len(windows):.0f}%" for name, c in zip(mf.class_names, counts) if c))
-    output = output or model_path.with_name(f"{model_path.stem}-{user}{model_path.suffix}")
     provenance = {**mf.provenance, "personalized_for": user, "source_model": str(model_path),
                   "adaptation": {**report.to_dict(), "losses": report.losses,
                                  "config": {"lr": config.lr, "ssa_lr": config.ssa_lr,
@@ -143,6 +160,9 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
                              provenance=provenance, metrics=mf.metrics)
     path = save_model_file(output, personal)
     click.echo(f"personalized model: {path} (total {time.perf_counter() - t0:.1f} s)")
+    if users_file is not None:
+        model_option = "" if model_path == default_model_path() else f" --model {model_path}"
+        click.echo(f"it is used by: emgstream run SOURCE --user {user}{model_option}")
 
 
 def _pct(x):

@@ -25,8 +25,11 @@ from ..sources.sim import DEMO_URI
               help="Save a picture of the window when --duration ends (for docs).")
 @click.option("--record-dir", type=click.Path(file_okay=False), default="recordings",
               show_default=True, help="Where the window's record button writes HDF5 files.")
+@click.option("--user", default="", metavar="NAME",
+              help="Who wears the band: start from their personalized model of MODEL when "
+                   "one was saved (calibrate, run --adapt, the window's save button).")
 def demo(source_uri: str, model_path: str | None, headless: bool, duration: float | None,
-         threshold: float | None, screenshot: str | None, record_dir: str) -> None:
+         threshold: float | None, screenshot: str | None, record_dir: str, user: str) -> None:
     """Open the live demo window: traces, spectrum, RMS around the band, the recognised
     gesture, stream health and online personalization.
 
@@ -43,7 +46,7 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
     import time
 
     t0 = time.perf_counter()
-    from emgstream.pipeline import PipelineConfig, default_model_path
+    from emgstream.pipeline import PipelineConfig, default_model_path, personal_model_path
 
     config = PipelineConfig() if threshold is None else PipelineConfig(threshold=threshold)
     if model_path is None:
@@ -55,7 +58,14 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
         model_path = str(shipped)
     if screenshot is not None and (headless or duration is None):
         raise click.UsageError("--screenshot needs the window and a --duration")
+    try:
+        personal = personal_model_path(user, model_path) if user else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--user") from None
     if headless:
+        if personal is not None and personal.is_file():
+            click.echo(f"using {user}'s personalized model {personal}", err=True)
+            model_path = str(personal)
         _run_headless(source_uri, model_path, config, duration, t0)
         return
     if sys.platform.startswith("linux") and not any(
@@ -73,7 +83,8 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
 
     try:
         code = run_demo_window(source_uri, model_path, config=config, duration=duration,
-                               record_dir=record_dir, started_at=t0, screenshot=screenshot)
+                               record_dir=record_dir, user=user, started_at=t0,
+                               screenshot=screenshot)
     except ModelFileError as err:
         raise click.ClickException(str(err)) from err
     if code:

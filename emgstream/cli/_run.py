@@ -34,16 +34,22 @@ import click
               metavar="S", help="Stop after S seconds (default: until Ctrl-C).")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Also record the raw stream to FILE (HDF5).")
+@click.option("--user", default="", metavar="NAME",
+              help="Who wears the band. Their personalized model of MODEL is used when one "
+                   "was saved (by calibrate, run --adapt or the demo window); --adapt saves "
+                   "it there on exit; --record names them in the file.")
+@click.option("--personal/--no-personal", default=True, show_default=True,
+              help="With --user: start from the user's personalized model, if there is one.")
 @click.option("--save-adapted", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="With --adapt: write the personalized model file here on exit.")
-@click.option("--user", default="", help="User id for --record and --save-adapted.")
+              help="With --adapt: write the personalized model file here on exit instead of "
+                   "the user's.")
 @click.option("--realtime-priority", type=click.IntRange(0, 99), default=0, show_default=True,
               metavar="N", help="Run acquisition and inference under SCHED_FIFO at priority N "
               "(Linux, root or CAP_SYS_NICE); keeps latency low on a busy machine.")
 def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoothing: str,
         smoothing_hops: int, debounce: int, every_hop: bool, as_json: bool,
         lsl_markers: str | None, duration: float | None, record_path: str | None,
-        save_adapted: str | None, user: str, realtime_priority: int) -> None:
+        user: str, personal: bool, save_adapted: str | None, realtime_priority: int) -> None:
     """Recognise gestures live on SOURCE (lsl://name=EMG, serial:///dev/ttyUSB0,
     replay://rec.h5, sim://?channels=16).
 
@@ -52,10 +58,13 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
     one JSON line on stdout (gesture, confidence, probabilities, sample index and LSL time of
     the window's last sample, end-to-end latency). On exit, stats go to stderr: latency p50
     and p99, dropped and rejected samples, backlog, skipped hops. Ctrl-C stops cleanly.
+
+    With --user NAME, a model personalized for NAME is picked up: what `emgstream calibrate
+    --user NAME` wrote, or what `run --adapt --user NAME` saved at its last exit.
     """
     from ..modelfile import ModelFileError, load_model_file
     from ..pipeline import (AdaptationError, JsonLinesWriter, LSLMarkerOutlet, Pipeline,
-                            PipelineConfig, default_model_path)
+                            PipelineConfig, default_model_path, personal_model_path)
     from ..sources import SourceError, open_source
 
     if save_adapted is not None and not adapt:
@@ -66,6 +75,20 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
             raise click.UsageError("no --model given and no shipped default model "
                                    "(models/default.emgm) was found")
         model_path = str(default)
+    try:
+        personal_path = personal_model_path(user, model_path) if user else None
+    except FileNotFoundError:
+        raise click.ClickException(f"model file {model_path!r} does not exist") from None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--user") from None
+    save_adapted = save_adapted or (personal_path if adapt else None)
+    if adapt and save_adapted is None:
+        click.echo("the adapted model will not be kept: give --user NAME (or --save-adapted "
+                   "FILE)", err=True)
+    if personal and personal_path is not None and personal_path.is_file():
+        click.echo(f"using {user}'s personalized model {personal_path} (adapted from "
+                   f"{model_path}; --no-personal for the source model)", err=True)
+        model_path = str(personal_path)
     try:
         model = load_model_file(model_path)
         config = PipelineConfig(smoothing=smoothing, smoothing_hops=smoothing_hops,
