@@ -37,8 +37,9 @@ def _source_3dc(args):
     users, prep, classes = load_users("3dc", args.root)
     test = [f"Participant{int(u)}" for u in (args.test or "1,2,3").split(",")]
     train = [u for u in users if u not in test]
-    config = dataclasses.replace(EvalConfig(), supervised_epochs=args.source_epochs,
-                                 mae_epochs=1, train_stride_s=0.2)
+    config = EvalConfig()  # eval's own source recipe, so "offline" is eval's EMG-UP row
+    if args.source_epochs is not None:
+        config = dataclasses.replace(config, supervised_epochs=args.source_epochs)
     src = source_windows(users, train, prep, config)
     t0 = time.perf_counter()
     source = train_source(src, prep, classes, config)
@@ -71,7 +72,8 @@ def main() -> None:
                         help="seconds per synthetic session")
     parser.add_argument("--step-every", type=int, default=10, help="windows between steps")
     parser.add_argument("--score-every", type=float, default=40.0, help="seconds of EMG")
-    parser.add_argument("--source-epochs", type=int, default=4)
+    parser.add_argument("--source-epochs", type=int, default=None,
+                        help="supervised epochs of the 3DC source model (default: eval's)")
     parser.add_argument("--no-renormalise", dest="renormalise", action="store_false",
                         help="no online AdaBN (OnlineConfig.renormalise, on by default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
