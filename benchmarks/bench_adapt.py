@@ -10,8 +10,10 @@ people, the change against source-only, the relative parameter change
 
 The source model is ``emgstream eval``'s (per-user statistics, :func:`source_windows`).
 The settings: AdaBN alone, the paper's learning rate 1e-7 against 1e-4 (does 1e-7 move the
-model at all?), SSA's learning rate, N_c = 15 against 1, AdaBN before adapting or not, and
-SHOT-IM, the strongest baseline of ``emgstream eval``, for scale.
+model at all?), SSA's learning rate, N_c = 15 against 1, AdaBN before adapting or not; then
+EMG-UP's other hyper-parameters one at a time (xi, SSP learning rate, EMA decay alpha, which
+model is returned, epochs), and SHOT-IM, the strongest baseline of ``emgstream eval``, for
+scale.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ SETTINGS = [  # (label, method, AdaptConfig changes); every one AdaBN first unle
     ("SSP, defaults", "ssp", {}),
     ("SSP, N_c 15 (paper)", "ssp", {"n_consecutive": 15}),
     ("SSP, no AdaBN first", "ssp", {"renormalise": False}),
+    ("EMG-UP, xi 0.5", "emg-up", {"xi": 0.5}),
+    ("EMG-UP, xi 0.9", "emg-up", {"xi": 0.9}),
+    ("EMG-UP, xi 0.95", "emg-up", {"xi": 0.95}),
+    ("EMG-UP, lr 3e-4", "emg-up", {"lr": 3e-4}),
+    ("EMG-UP, lr 1e-3", "emg-up", {"lr": 1e-3}),
+    ("EMG-UP, alpha 0.99", "emg-up", {"alpha": 0.99}),
+    ("EMG-UP, alpha 0.999", "emg-up", {"alpha": 0.999}),
+    ("EMG-UP, the EMA teacher returned", "emg-up", {"final": "teacher"}),
+    ("EMG-UP, 20 SSP epochs", "emg-up", {"ssp_epochs": 20}),
     ("SHOT-IM", "shot-im", {}),
 ]
 
