@@ -11,6 +11,10 @@ the gestures (chance 1/13), per group of users and per user:
 - *new users*: users never trained on (the recipe's test users), both sessions
   (``--new-sessions``).
 
+Then, per group, how far the model's confidence can be trusted: the share of windows in each
+band of top-class probability and how many of them are right. Self-training (EMG-UP's SSP
+keeps windows above xi = 0.8) needs the confident windows to be mostly right.
+
     python benchmarks/bench_model.py --model models/default.emgm
     python benchmarks/bench_model.py --train-users 0-3 --new-users 14,15 --session 2
 
@@ -42,13 +46,22 @@ def _users(text: str) -> list[int]:
     return out
 
 
-def score(session: ort.InferenceSession, model, streams, stride: int) -> float:
+_BANDS = (0.0, 0.5, 0.8, 0.95, 0.99, 1.0)  #: top-class probability bands of the trust table
+
+
+def score(session: ort.InferenceSession, model, streams, stride: int):
+    """(macro accuracy, top-class probability (n,), whether each window is right (n,))."""
     ws = windows_from_streams(streams, model.preprocessing, stride).relabel(
         list(model.class_names))
     emg, _, labels = ws.__getitems__(list(range(len(ws))))
     logits = np.concatenate([session.run(["logits"], {"emg": emg[i:i + 256].numpy()})[0]
                              for i in range(0, len(ws), 256)])
-    return macro_accuracy(labels.numpy(), logits.argmax(axis=1), len(model.class_names))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = labels.numpy()
+    right = probs.argmax(axis=1) == labels
+    return (macro_accuracy(labels, probs.argmax(axis=1), len(model.class_names)),
+            probs.max(axis=1), right)
 
 
 def main() -> None:
@@ -84,8 +97,8 @@ def main() -> None:
              [args.session]),
             (f"new users, session {args.new_sessions.replace(',', ' and ')}",
              _users(args.new_users), _users(args.new_sessions))):
-        per_user = {u: score(session, model, streams(u, sessions), stride) for u in users}
-        rows.append((group, per_user))
+        rows.append((group, {u: score(session, model, streams(u, sessions), stride)
+                             for u in users}))
 
     print(f"model {args.model.name}: {model.architecture.get('encoder', {}).get('features', 'raw')}"
           f" tokens, {len(gestures)} gestures (chance {1 / len(gestures):.3f}), "
@@ -93,8 +106,22 @@ def main() -> None:
     print("| users | macro accuracy (mean) | per user |")
     print("|---|---:|---|")
     for group, per_user in rows:
-        detail = ", ".join(f"{synth.user_name(u)} {a:.3f}" for u, a in per_user.items())
-        print(f"| {group} | {np.mean(list(per_user.values())):.3f} | {detail} |")
+        detail = ", ".join(f"{synth.user_name(u)} {a:.3f}" for u, (a, _, _) in per_user.items())
+        print(f"| {group} | {np.mean([a for a, _, _ in per_user.values()]):.3f} | {detail} |")
+    bands = list(zip(_BANDS, _BANDS[1:]))
+    print("\nTrust in the confidence: share of windows with that top-class probability, and "
+          "the fraction of them that are right\n")
+    print("| users | " + " | ".join(f"{lo:g}-{hi:g}" for lo, hi in bands) + " |")
+    print("|---|" + "---:|" * len(bands))
+    for group, per_user in rows:
+        confidence = np.concatenate([c for _, c, _ in per_user.values()])
+        right = np.concatenate([r for _, _, r in per_user.values()])
+        cells = []
+        for i, (lo, hi) in enumerate(bands):
+            inside = (confidence >= lo) & ((confidence < hi) | (i == len(bands) - 1))
+            cells.append(f"{inside.mean():.0%}: {right[inside].mean():.0%} right"
+                         if inside.any() else "0%")
+        print(f"| {group} | " + " | ".join(cells) + " |")
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
 
 
