@@ -53,12 +53,12 @@ def test_a_missing_source_model_is_named(home, tmp_path):
         personal_model_path("ann", tmp_path / "nothing.emgm")
 
 
-def _recording(path, seconds=4.0, rate=500.0):
+def _recording(path, seconds=4.0, rate=500.0, n_channels=4):
     rng = np.random.default_rng(0)
     n = int(seconds * rate)
-    emg = (rng.standard_normal((n, 4)) * 30).astype(np.float32)
+    emg = (rng.standard_normal((n, n_channels)) * 30).astype(np.float32)
     emg[:, 0] *= 1 + np.arange(n) % 400 / 100
-    with RecordingWriter(path, StreamInfo("test", 4, rate), user="ann") as w:
+    with RecordingWriter(path, StreamInfo("test", n_channels, rate), user="ann") as w:
         w.append(emg, np.arange(n) / rate)
     return path
 
@@ -84,6 +84,22 @@ def test_calibrate_then_run_picks_up_the_users_model(home, model_path, tmp_path)
         assert result.exit_code == 0, result.output
         assert "personalized model" not in result.stderr
         assert f"running {model_path}" in result.stderr
+
+
+def test_calibrate_defaults_to_the_shipped_model(home, tmp_path):
+    from emgstream.pipeline import default_model_path
+
+    shipped = default_model_path()
+    if shipped is None:
+        pytest.skip("no shipped model in this installation")
+    rec = _recording(tmp_path / "rec.h5", seconds=2.0, rate=2000.0, n_channels=16)
+    result = CliRunner().invoke(main, ["calibrate", "--user", "ann", "--from", str(rec),
+                                       "--method", "adabn"])
+    assert result.exit_code == 0, result.output
+    saved = personal_model_path("ann", shipped)
+    assert f"personalized model: {saved}" in result.output
+    assert result.output.rstrip().endswith("it is used by: emgstream run SOURCE --user ann")
+    assert load_model_file(saved).provenance["source_model"] == str(shipped)
 
 
 def test_demo_headless_picks_up_the_users_model(home, model_path):

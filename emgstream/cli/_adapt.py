@@ -161,7 +161,8 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     path = save_model_file(output, personal)
     click.echo(f"personalized model: {path} (total {time.perf_counter() - t0:.1f} s)")
     if users_file is not None:
-        model_option = "" if model_path == default_model_path() else f" --model {model_path}"
+        model_option = ("" if Path(model_path).resolve() == default_model_path()
+                        else f" --model {model_path}")
         click.echo(f"it is used by: emgstream run SOURCE --user {user}{model_option}")
 
 
