@@ -117,3 +117,22 @@ def test_bad_user_names_are_usage_errors(home, model_path):
                                                      "--user", "../x", "--duration", "0.2"])
         assert result.exit_code == 2, result.output
         assert "cannot name a folder" in result.stderr
+
+
+def test_users_lists_the_kept_models_and_marks_the_ones_run_would_use(home, model_path,
+                                                                      tmp_path):
+    result = CliRunner().invoke(main, ["users", "--model", str(model_path)])
+    assert result.exit_code == 0, result.output
+    assert f"no personalized models in {home / 'users'}" in result.output
+    mine = personal_model_path("ann", model_path)
+    save_model_file(mine, load_model_file(model_path))
+    other = save_model_file(tmp_path / "other.emgm",
+                            train.make_test_model(n_channels=4, rate=500.0, seed=3))
+    theirs = personal_model_path("bob", other)
+    save_model_file(theirs, load_model_file(other))
+    result = CliRunner().invoke(main, ["users", "--model", str(model_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"personalized models in {home / 'users'} (* = adapted from {model_path})"
+    assert lines[1].startswith("* ann ") and mine.name in lines[1]
+    assert lines[2].startswith("  bob ") and theirs.name in lines[2]

@@ -27,6 +27,7 @@ _COMMANDS = {
     "export": ("emgstream.cli._train", "export", "Export a checkpoint to a model file."),
     "calibrate": ("emgstream.cli._adapt", "calibrate", "Personalize a model to one user without labels."),
     "eval": ("emgstream.cli._adapt", "eval_", "Cross-user evaluation of source-free adaptation."),
+    "users": ("emgstream.cli._users", "users", "List the personalized models kept per user."),
 }
 
 

@@ -15,7 +15,8 @@
 - :class:`GestureEvent`: what subscribers receive; :class:`Snapshot`, :class:`PipelineStats`.
 - :class:`JsonLinesWriter`, :class:`LSLMarkerOutlet`: ready-made subscribers.
 - :func:`default_model_path`: the shipped model file, if present.
-- :func:`personal_model_path`: where a user's personalization of a model file is kept.
+- :func:`personal_model_path`: where a user's personalization of a model file is kept,
+  under :func:`users_folder`.
 
 Without adaptation this package imports onnxruntime but never torch.
 """
@@ -28,13 +29,14 @@ from ._adaptation import AdaptationError
 from ._config import PipelineConfig
 from ._decision import GestureEvent
 from ._outputs import JsonLinesWriter, LSLMarkerOutlet
-from ._personal import personal_model_path
+from ._personal import personal_model_path, users_folder
 from ._pipeline import Pipeline, PipelineStats, Snapshot
 from ._remote import PipelineProcess, PipelineProcessError
 
 __all__ = ["AdaptationError", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline",
            "PipelineConfig", "PipelineProcess", "PipelineProcessError", "PipelineStats",
-           "Snapshot", "default_model_path", "personal_model_path"]
+           "Snapshot", "default_model_path", "personal_model_path",
+           "users_folder"]
 
 _DEFAULT_MODEL = Path("models") / "default.emgm"
 

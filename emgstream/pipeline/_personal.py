@@ -19,13 +19,14 @@ _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _CHUNK = 1 << 20
 
 
-def _home() -> Path:
+def users_folder() -> Path:
+    """The folder that holds one sub-folder of personalized models per user."""
     home = os.environ.get("EMGSTREAM_HOME")
-    if home:
-        return Path(home)
-    import platformdirs
+    if not home:
+        import platformdirs
 
-    return Path(platformdirs.user_data_dir("emgstream", appauthor=False))
+        home = platformdirs.user_data_dir("emgstream", appauthor=False)
+    return Path(home) / "users"
 
 
 def personal_model_path(user: str, source_model: str | Path) -> Path:
@@ -44,4 +45,4 @@ def personal_model_path(user: str, source_model: str | Path) -> Path:
     with open(source, "rb") as f:  # an absent source model raises FileNotFoundError
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
-    return _home() / "users" / user / f"{source.stem}-{digest.hexdigest()[:12]}.emgm"
+    return users_folder() / user / f"{source.stem}-{digest.hexdigest()[:12]}.emgm"
