@@ -420,8 +420,6 @@ def bench_throughput(model, batch: int, repeats: int) -> None:
               f"{t_torch / t_ort:.2f}x |")
 
 
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
