@@ -43,6 +43,20 @@ def test_cli_help_imports_nothing_heavy():
     assert not heavy, f"emgstream --help imports {sorted(heavy)}"
 
 
+def test_live_model_loading_checks_the_graph_without_torch():
+    """What `emgstream run` does with a model file -- load it, check its graph (onnx), build
+    the ONNX Runtime session -- never imports torch."""
+    import pathlib
+    model = pathlib.Path(__file__).resolve().parents[1] / "models" / "default.emgm"
+    mods = _imported_after(
+        "from emgstream.modelfile import load_model_file; "
+        "from emgstream.pipeline._onnx import _Runner; "
+        f"m = load_model_file({str(model)!r}); _Runner(m.onnx, m)")
+    assert {"onnx", "onnxruntime"} <= mods, "the graph check or the session did not run"
+    heavy = {m for m in mods if m.split(".")[0] in {"torch", "PyQt6", "pyqtgraph"}}
+    assert not heavy, f"loading a model for the live path imports {sorted(heavy)[:5]}"
+
+
 def test_library_never_imports_apps_or_cli():
     import pathlib
     root = pathlib.Path(__file__).resolve().parents[1] / "emgstream"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..modelfile import ModelFile, ModelFileError
+from ..modelfile import ModelFile, ModelFileError, check_onnx_graph
 
 __all__: list[str] = []
 
@@ -19,6 +19,9 @@ class _Runner:
     def __init__(self, onnx_bytes: bytes, model: ModelFile) -> None:
         import onnxruntime as ort
 
+        # here as well as in load_model_file: swap_model takes bare ONNX bytes and ModelFile
+        # objects built in memory, and nothing may reach a session unchecked
+        check_onnx_graph(onnx_bytes, "the model's ONNX graph")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..modelfile import ModelFile, ModelFileError, Preprocessing
+from ..modelfile import ModelFile, ModelFileError, Preprocessing, check_bank
 from ..nn import EncoderConfig, GestureModel, export_onnx
 
 #: synthetic-style class names for :func:`make_test_model`
@@ -35,25 +35,11 @@ def to_model_file(model: GestureModel, preprocessing: Preprocessing, class_names
         raise ModelFileError(f"preprocessing normalisation {p.normalisation!r} differs from the "
                              f"model's {model.normalisation.mode!r}")
     if bank is not None:
-        bank = _check_bank(bank, model.embed_dim, len(class_names))
+        bank = check_bank(bank, model.embed_dim, len(class_names))
     weights = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     return ModelFile(architecture=model.architecture, preprocessing=preprocessing,
                      class_names=class_names, onnx=export_onnx(model), weights=weights,
                      bank=bank, provenance=dict(provenance or {}), metrics=dict(metrics or {}))
-
-
-def _check_bank(bank: dict, dim: int, n_classes: int) -> dict:
-    if set(bank) != {"embeddings", "labels"}:
-        raise ModelFileError(f"bank must hold 'embeddings' and 'labels', got {sorted(bank)}")
-    emb = np.asarray(bank["embeddings"], dtype=np.float32)
-    labels = np.asarray(bank["labels"])
-    if emb.ndim != 2 or emb.shape[1] != dim or labels.shape != (emb.shape[0],):
-        raise ModelFileError(f"bank must be embeddings (n, {dim}) and labels (n,), got "
-                             f"{emb.shape} and {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ModelFileError(f"bank labels must lie in [0, {n_classes}), got "
-                             f"[{labels.min()}, {labels.max()}]")
-    return {"embeddings": emb, "labels": labels.astype(np.int64)}
 
 
 def make_test_model(n_channels: int = 16, rate: float = 2000.0, classes=_TEST_CLASSES,
