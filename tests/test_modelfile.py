@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -142,35 +141,12 @@ def _refused(call, message: str) -> str:
     return str(info.value)
 
 
-class _Watched:
-    """A file whose reads show in its access time: armed with an access time older than its
-    modification time, which Linux (relatime and strictatime mounts) updates on a read."""
-
-    def __init__(self, path, data: bytes) -> None:
-        self.path = path
-        path.write_bytes(data)
-        self.arm()
-
-    def arm(self) -> None:
-        st = os.stat(self.path)
-        os.utime(self.path, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
-        self._armed = os.stat(self.path).st_atime_ns
-
-    @property
-    def was_read(self) -> bool:
-        return os.stat(self.path).st_atime_ns != self._armed
-
-
 @pytest.fixture
-def secret(tmp_path, monkeypatch) -> _Watched:
+def secret(tmp_path, monkeypatch, watch_reads):
     """``secret.bin`` in the working directory, where ONNX Runtime resolves external data."""
     monkeypatch.chdir(tmp_path)
-    watched = _Watched(tmp_path / "secret.bin", b"SECRET!!")
-    watched.path.read_bytes()
-    if not watched.was_read:
-        pytest.skip("this filesystem does not record access times (noatime)")
-    watched.arm()
-    return watched
+    (tmp_path / "secret.bin").write_bytes(b"SECRET!!")
+    return watch_reads(tmp_path / "secret.bin")
 
 
 def _external(name: str, location: str = "secret.bin"):
