@@ -40,7 +40,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from .._checks import check_positive_float
+from .._checks import check_positive_float, shown
 from ..sources._base import DroppedSpan, Source, StreamInfo
 from ._stream import LabelledStream
 
@@ -168,6 +168,7 @@ def read_recording(path: str | os.PathLike, *, start: int = 0,
     except OSError as err:
         raise RecordingError(f"cannot open {str(path)!r} as HDF5: {err}") from None
     with f:
+        _refuse_hostile_layout(f, str(path), path.stat().st_size)
         return _read_open_file(f, str(path), start, stop)
 
 
@@ -319,6 +320,111 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# ------------------------------------------------------------------------------------------
+# Untrusted files: what is refused before the reader touches any data
+# ------------------------------------------------------------------------------------------
+#: The objects the reader opens (whether they must exist is the reader's business).
+_READ_OBJECTS = ("emg2pose", "emg2pose/timeseries", "emgstream", "emgstream/labels",
+                 "emgstream/markers", "emgstream/dropped")
+#: Attributes the reader parses as JSON.
+_JSON_ATTRIBUTES = {"emgstream": ("device", "filters"), "emgstream/labels": ("class_names",)}
+#: A dataset may declare at most this many times the file's size (plus the slack): our files
+#: are not compressed, and sEMG (noise-like floats) compresses by less than 2x, but a dataset
+#: that was never written, or a run of zeros under gzip, would have the reader allocate
+#: gigabytes for a file of kilobytes.
+_MAX_EXPANSION = 16
+_EXPANSION_SLACK = 1 << 20
+#: HDF5 reads (and decompresses) a whole chunk to return one row of it. Ours are 256 KiB;
+#: h5py's automatic chunks stay under 1 MiB.
+_MAX_CHUNK_BYTES = 16 << 20
+_MAX_ATTRIBUTES = 256
+_MAX_ATTRIBUTE_BYTES = 1 << 20  # the device JSON of 4096 named channels fits
+
+
+def _refuse_hostile_layout(f: h5py.File, where: str, file_bytes: int) -> None:
+    """Refuse a file whose reading would touch other files or allocate far more than it holds.
+
+    Every object the reader opens must be reached through hard links (an external link opens
+    another file, a soft link can point at one), and every dataset must keep its data in this
+    file (no virtual dataset, no external raw storage), declare no more than
+    :data:`_MAX_EXPANSION` times the file's size, use chunks of at most
+    :data:`_MAX_CHUNK_BYTES` and fixed-length string fields of at most the marker size.
+    Attributes are bounded in number and size, and JSON attributes in nesting.
+    """
+    for name in _READ_OBJECTS:
+        parent, _, leaf = name.rpartition("/")
+        group = f.get(parent) if parent else f  # a parent is checked before its children
+        if not isinstance(group, h5py.Group):
+            continue
+        link = group.get(leaf, getlink=True)
+        if link is None:
+            continue
+        if isinstance(link, h5py.ExternalLink):
+            raise RecordingError(f"{where}: '{name}' is an external link to "
+                                 f"{shown(link.filename)}; a recording must hold its data "
+                                 f"itself")
+        if not isinstance(link, h5py.HardLink):
+            raise RecordingError(f"{where}: '{name}' is a soft link to {shown(link.path)}; a "
+                                 f"recording's objects are linked directly")
+        obj = group[leaf]
+        _refuse_hostile_attributes(obj, name, where)
+        if isinstance(obj, h5py.Dataset):
+            _refuse_hostile_storage(obj, name, where, file_bytes)
+
+
+def _refuse_hostile_storage(ds: h5py.Dataset, name: str, where: str, file_bytes: int) -> None:
+    if ds.is_virtual:
+        files = sorted({source.file_name for source in ds.virtual_sources()})
+        raise RecordingError(f"{where}: '{name}' is a virtual dataset mapping "
+                             f"{shown(files)}; a recording must hold its data itself")
+    if ds.external:
+        files = sorted({entry[0] for entry in ds.external})
+        raise RecordingError(f"{where}: '{name}' keeps its data in the external file(s) "
+                             f"{shown(files)}; a recording must hold its data itself")
+    row = ds.dtype.itemsize
+    declared = math.prod(ds.shape or ()) * row
+    if declared > _MAX_EXPANSION * file_bytes + _EXPANSION_SLACK:
+        raise RecordingError(f"{where}: '{name}' declares {ds.shape} rows of {row} bytes "
+                             f"({declared} bytes) in a file of {file_bytes} bytes")
+    if ds.chunks is not None and math.prod(ds.chunks) * row > _MAX_CHUNK_BYTES:
+        raise RecordingError(f"{where}: '{name}' has chunks of {ds.chunks} rows "
+                             f"({math.prod(ds.chunks) * row} bytes), more than "
+                             f"{_MAX_CHUNK_BYTES}")
+    for field, (kind, _) in (ds.dtype.fields or {}).items():
+        if kind.base.kind in "SU" and kind.base.itemsize > _MARKER_BYTES:
+            raise RecordingError(f"{where}: field {shown(field)} of '{name}' holds strings of "
+                                 f"{kind.base.itemsize} bytes, at most {_MARKER_BYTES}")
+
+
+def _refuse_hostile_attributes(obj, name: str, where: str) -> None:
+    attrs = obj.attrs
+    if len(attrs) > _MAX_ATTRIBUTES:
+        raise RecordingError(f"{where}: '{name}' has {len(attrs)} attributes, at most "
+                             f"{_MAX_ATTRIBUTES}")
+    for key in attrs:
+        attr = attrs.get_id(key)
+        size = attr.get_storage_size()
+        if size <= _MAX_ATTRIBUTE_BYTES and h5py.check_vlen_dtype(attr.dtype):
+            # variable-length data lives, uncompressed, in the file's heap: reading it costs
+            # at most the file's size, and only then is its length known
+            size = sum(len(v.encode()) if isinstance(v, str) else np.asarray(v).nbytes
+                       for v in np.asarray(attrs[key], dtype=object).ravel())
+        if size > _MAX_ATTRIBUTE_BYTES:
+            raise RecordingError(f"{where}: attribute {name}/{shown(key)} is {size} bytes, "
+                                 f"at most {_MAX_ATTRIBUTE_BYTES}")
+    for key in _JSON_ATTRIBUTES.get(name, ()):
+        raw = _plain(attrs.get(key))
+        if not isinstance(raw, str):
+            continue
+        try:
+            json.loads(raw)
+        except RecursionError:
+            raise RecordingError(f"{where}: attribute {name}/{key} nests its JSON deeper than "
+                                 f"the parser follows") from None
+        except ValueError:
+            pass  # malformed JSON: the reader says so, naming the attribute
 
 
 # ------------------------------------------------------------------------------------------
