@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_positive_int, check_positive_float
+from .._checks import (MAX_CHANNELS, MAX_SAMPLE_RATE, check_at_most, check_positive_float,
+                       check_positive_int, check_text, shown)
 
 __all__ = ["StreamInfo", "SourceStats", "DroppedSpan", "Source", "SourceError"]
 
@@ -56,8 +57,14 @@ class StreamInfo:
     manufacturer: str = ""
 
     def __post_init__(self) -> None:
-        check_positive_int(self.n_channels, "n_channels")
-        check_positive_float(self.sample_rate, "sample_rate")
+        # bounded as well as typed: descriptions come from devices, the network and files,
+        # and buffers are sized from them
+        check_at_most(check_positive_int(self.n_channels, "n_channels"), MAX_CHANNELS,
+                      "n_channels")
+        check_at_most(check_positive_float(self.sample_rate, "sample_rate"), MAX_SAMPLE_RATE,
+                      "sample_rate", " Hz")
+        for key in ("name", "units", "device_id", "kind", "manufacturer"):
+            check_text(getattr(self, key), key)
         if not self.channel_names:
             names = tuple(f"EMG{i + 1}" for i in range(self.n_channels))
             object.__setattr__(self, "channel_names", names)
@@ -68,6 +75,18 @@ class StreamInfo:
                 f"StreamInfo has n_channels={self.n_channels} but "
                 f"{len(self.channel_names)} channel names"
             )
+        for name in self.channel_names:
+            check_text(name, "channel name")
+
+    @classmethod
+    def described_by(cls, who: str, **fields) -> "StreamInfo":
+        """The StreamInfo a device, stream or file (``who``, for the message) describes;
+        :class:`SourceError` when the description is out of bounds."""
+        try:
+            return cls(**fields)
+        except ValueError as err:
+            raise SourceError(f"{who} describes a stream emgstream does not take: {err}") \
+                from None
 
 
 @dataclass(frozen=True)

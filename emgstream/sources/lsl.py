@@ -29,7 +29,7 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError, TimeoutError as LSLTimeoutError
 
-from .._checks import check_positive_float
+from .._checks import check_positive_float, shown
 from ._base import Source, SourceError, StreamInfo
 
 __all__ = ["LSLSource"]
@@ -132,19 +132,23 @@ class LSLSource(Source):
             raise SourceError(f"LSL stream {head.name()!r} has channel format {fmt} "
                               f"(string or int64); expected float32, double64, int32, int16 "
                               f"or int8")
+        _stream_info(head)  # channels and rate in bounds before the inlet sizes its buffer
         flags = pylsl.proc_dejitter | pylsl.proc_monotonize if self._dejitter else 0
         inlet = pylsl.StreamInlet(head, max_buflen=max(1, int(round(self._max_buffered))),
                                   recover=True, processing_flags=flags)
         try:
-            full = inlet.info(timeout=self._timeout)
+            info = _stream_info(inlet.info(timeout=self._timeout))  # with labels and units
             inlet.open_stream(timeout=self._timeout)
             self._offset = inlet.time_correction(timeout=self._timeout)
         except LSLTimeoutError:
             inlet.close_stream()
             raise SourceError(f"LSL stream {head.name()!r} ({self._predicate}) was found but "
                               f"did not answer within {self._timeout:g} s") from None
+        except SourceError:
+            inlet.close_stream()
+            raise
         self._inlet = inlet
-        self._info = _stream_info(full)
+        self._info = info
         n_channels = self._info.n_channels
         self._max_chunk = max(64, int(rate))
         self._buffer = np.empty((self._max_chunk, n_channels), _NUMERIC_FORMATS[fmt])
@@ -230,12 +234,13 @@ class LSLSource(Source):
 
 
 def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
-    """Our StreamInfo from the full LSL description (channel labels and units if given)."""
+    """Our StreamInfo from the full LSL description (channel labels and units if given);
+    :class:`SourceError` when the description is out of bounds (it comes from the network)."""
     n = full.channel_count()
     desc = full.desc()
     labels, units = [], []
     channel = desc.child("channels").child("channel")
-    while not channel.empty():
+    while not channel.empty() and len(labels) <= n:  # one too many tells a mismatch
         labels.append(channel.child_value("label"))
         units.append(channel.child_value("unit"))
         channel = channel.next_sibling("channel")
@@ -243,10 +248,12 @@ def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
     if len(labels) == n and all(labels):
         names = tuple(labels)
     elif labels:
-        logger.warning("LSL stream %r describes %d channel labels for %d channels; using "
-                       "default names", full.name(), len(labels), n)
+        logger.warning("LSL stream %s describes %s channel labels for %d channels; using "
+                       "default names", shown(full.name()),
+                       len(labels) if len(labels) <= n else "more", n)
     unit = units[0] if units and all(u == units[0] for u in units) and units[0] else \
         "microvolts"
-    return StreamInfo(name=full.name(), n_channels=n, sample_rate=full.nominal_srate(),
-                      channel_names=names, units=unit, device_id=full.source_id(),
-                      kind="lsl", manufacturer=desc.child_value("manufacturer"))
+    return StreamInfo.described_by(
+        f"LSL stream {shown(full.name())}", name=full.name(), n_channels=n,
+        sample_rate=full.nominal_srate(), channel_names=names, units=unit,
+        device_id=full.source_id(), kind="lsl", manufacturer=desc.child_value("manufacturer"))

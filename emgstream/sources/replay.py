@@ -126,11 +126,12 @@ class ReplaySource(Source):
                 and all(isinstance(name, str) for name in names)):
             names = ()  # untrusted file: fall back to EMG1..EMGn
         self._rate = head.sample_rate
-        self._info = StreamInfo(name=self._path.stem, n_channels=head.n_channels,
-                                sample_rate=head.sample_rate, channel_names=tuple(names),
-                                units=str(device.get("units", "microvolts")),
-                                device_id=str(device.get("device_id", "")), kind="replay",
-                                manufacturer=str(device.get("manufacturer", "")))
+        self._info = StreamInfo.described_by(
+            f"recording {str(self._path)!r}", name=self._path.stem, n_channels=head.n_channels,
+            sample_rate=head.sample_rate, channel_names=tuple(names),
+            units=str(device.get("units", "microvolts")),
+            device_id=str(device.get("device_id", "")), kind="replay",
+            manufacturer=str(device.get("manufacturer", "")))
         self._chunk_size = self._chunk or max(1, int(round(0.005 * self._rate)))
         self._spacing = 1.0 / (self._rate * self._speed) if math.isfinite(self._speed) \
             else 1.0 / self._rate

@@ -272,7 +272,8 @@ class SerialSource(Source):
             device, _ = self._request(query, lambda m: isinstance(m, DeviceInfo), decoder,
                                       clock)
         self.device = device
-        self._info = StreamInfo(
+        self._info = StreamInfo.described_by(
+            f"serial device {self.port}",
             name=self.name or device.model or "wristband", n_channels=device.n_channels,
             sample_rate=float(device.sample_rate), channel_names=device.channel_names,
             units="microvolts", device_id=device.serial_number, kind="serial",
