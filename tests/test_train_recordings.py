@@ -49,6 +49,14 @@ def _recipe(tmp_path, data: str, stages=("mae-emg", "mae-pose", "align-cpep", "h
     return load_recipe(path)
 
 
+@pytest.fixture(autouse=True)
+def _run_folder(tmp_path_factory, monkeypatch):
+    """Train from the folder that holds every test's files: a recipe may only name paths
+    inside the working directory or its own folder, and these recipes point at the shared
+    recordings (and at their own run folder)."""
+    monkeypatch.chdir(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
     """Four synthetic users, one session each, with unseen-gesture files: 4 ch at 500 Hz."""
@@ -146,7 +154,8 @@ def test_recordings_recipe_errors_name_the_problem(tmp_path, recordings):
         load_splits(_recipe(tmp_path, wrong_rate))
 
 
-def test_full_recipe_reads_recordings_split_as_documented():
+def test_full_recipe_reads_recordings_split_as_documented(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])  # as documented: train from the checkout
     recipe = load_recipe(Path(__file__).parents[1] / "models/recipes/full.toml")
     d = recipe.data
     assert d.source == "recordings" and d.unseen == list(UNSEEN_GESTURES)
@@ -165,7 +174,8 @@ def test_full_recipe_reads_recordings_split_as_documented():
 def test_emg2pose_file_feeds_an_encoder_recipe(tmp_path, shared_dir):
     """The emg2pose dataset's own layout (no gesture labels): the encoders pre-train on it;
     a head stage is refused with a clear error."""
-    path = shared_dir / "data/emg2pose/test_data.hdf5"
+    path = tmp_path / "emg2pose.hdf5"  # inside the run folder, as a recipe needs it
+    path.write_bytes((shared_dir / "data/emg2pose/test_data.hdf5").read_bytes())
     data = f"""
 source = "recordings"
 root = "{path}"

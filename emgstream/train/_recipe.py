@@ -19,13 +19,16 @@ aligned = "align-cpep"          # which alignment the deployed model is made fro
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from .._checks import shown
 from ._trainer import StageConfig
 
 STAGES = ("mae-emg", "mae-pose", "align-cpep", "align-embridge", "head", "finetune")
+_MAX_RECIPE_BYTES = 1 << 20
 
 
 @dataclass
@@ -156,15 +159,28 @@ def _build(cls, table: dict, where: str):
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and check a TOML recipe; unknown keys and stages are errors."""
+    """Read and check a TOML recipe; unknown keys and stages are errors.
+
+    Recipes travel between labs: the file is bounded in size and nesting, and the paths it
+    names (``out``, ``data.root``) must stay inside the folder training runs in (the working
+    directory) or the recipe's own folder; see :func:`_check_paths`.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            data = f.read(_MAX_RECIPE_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"recipe {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
+    if len(data) > _MAX_RECIPE_BYTES:
+        raise ValueError(f"recipe {path} is over {_MAX_RECIPE_BYTES} bytes; recipes are a "
+                         f"few kilobytes of TOML")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"recipe {path} is not valid TOML: {err}") from err
+    except RecursionError:
+        raise ValueError(f"recipe {path} nests arrays or tables deeper than the TOML parser "
+                         f"follows") from None
     stages_raw = raw.pop("stages", {})
     unknown = set(stages_raw) - set(STAGES)
     if unknown:
@@ -178,6 +194,7 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe = _build(Recipe, {**raw, "data": data, "model": model, "stages": stages},
                     str(path))
     recipe.path = path.resolve()
+    _check_paths(recipe)
     if "finetune" in recipe.stages and "head" not in recipe.stages:
         raise ValueError(f"{path}: the finetune stage starts from the head's linear probe; "
                          "add [stages.head]")
@@ -185,3 +202,32 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ValueError(f"{path}: aligned must be 'align-cpep' or 'align-embridge', "
                          f"got {recipe.aligned!r}")
     return recipe
+
+
+def _check_paths(recipe: Recipe) -> None:
+    """Refuse ``out`` and ``data.root`` when they lead out of the working directory and the
+    recipe's folder: a recipe from elsewhere must not make training write checkpoints over
+    files anywhere on the machine, nor gather the recordings of other projects into a model
+    (and its zero-shot bank) that goes back to whoever wrote the recipe.
+
+    The test is on the path as written (``..`` and absolute paths), with symbolic links left
+    as they are: links are the user's own filesystem, so a dataset kept elsewhere is used by
+    linking it into the run folder. Only the part of a glob before its first wildcard counts.
+    """
+    folder = recipe.path.parent
+    allowed = (Path.cwd(), folder)
+    paths = [("out", recipe.out)]
+    if recipe.data.root:
+        paths.append(("data.root", os.path.expanduser(recipe.data.root)))
+    for key, value in paths:
+        fixed = []
+        for part in Path(value).parts:
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        target = Path(os.path.normpath(folder.joinpath(*fixed)))
+        if not any(target.is_relative_to(base) for base in allowed):
+            raise ValueError(
+                f"{recipe.path}: {key} = {shown(value)} leads to {target}, outside the folder "
+                f"training runs in ({allowed[0]}) and the recipe's folder ({folder}); a recipe "
+                f"reads and writes only inside them (link data kept elsewhere into them)")
