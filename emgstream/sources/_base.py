@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import (MAX_CHANNELS, MAX_SAMPLE_RATE, check_at_most, check_positive_float,
-                       check_positive_int, check_text, shown)
+                       check_positive_int, check_text)
 
 __all__ = ["StreamInfo", "SourceStats", "DroppedSpan", "Source", "SourceError"]
 
