@@ -1,0 +1,108 @@
+"""The classical bar: LDA on Hudgins features, the field's textbook cross-user baseline.
+
+Three rows of ``emgstream eval`` (LibEMG's default pipeline, with scikit-learn's LDA; the
+``libemg`` package itself pins numpy < 2 and does not install beside ours):
+
+- ``lda``: LDA on Hudgins features of every training user's windows, applied to the new
+  person as it is;
+- ``lda-zscore``: every person's features z-scored by their own statistics (the training
+  users' by all their windows, the new person's by their unlabelled adaptation block);
+- ``lda-kmeans``: a shallow self-calibration on top of ``lda-zscore``: pseudo-label the
+  person's block with the source LDA, then alternate k-means (one centre per class, started
+  at the pseudo-labels' class means) and an LDA refit on the clusters, until the labels
+  settle.
+
+Windows are (n, channels, time) float, filtered by the live chain. Torch-free.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+__all__ = ["hudgins_features", "zscore", "ClassicalBaselines", "CLASSICAL_ROWS"]
+
+logger = logging.getLogger(__name__)
+
+CLASSICAL_ROWS = ("lda", "lda-zscore", "lda-kmeans")
+
+
+def hudgins_features(windows: np.ndarray) -> np.ndarray:
+    """Hudgins' time-domain set: (n, channels, time) -> (n, 4 * channels).
+
+    Columns are MAV of every channel, then ZC, SSC and WL, with LibEMG's definitions and
+    its default thresholds (none): ZC counts strict sign changes between consecutive
+    samples; SSC counts the samples where ``(x[i] - x[i-1]) * (x[i] - x[i+1]) >= 0``; WL
+    is the sum of absolute first differences.
+    """
+    x = np.asarray(windows, dtype=np.float64)
+    if x.ndim != 3 or x.shape[2] < 3:
+        raise ValueError(f"windows must be (n, channels, time >= 3), got {x.shape}")
+    mav = np.abs(x).mean(axis=2)
+    zc = (np.abs(np.diff(np.sign(x), axis=2)) == 2).sum(axis=2)
+    middle = x[:, :, 1:-1]
+    ssc = ((middle - x[:, :, :-2]) * (middle - x[:, :, 2:]) >= 0).sum(axis=2)
+    wl = np.abs(np.diff(x, axis=2)).sum(axis=2)
+    return np.concatenate([mav, zc, ssc, wl], axis=1)
+
+
+def zscore(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``features`` standardised by ``reference``'s per-column mean and std."""
+    std = reference.std(axis=0)
+    return (features - reference.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+class ClassicalBaselines:
+    """The three LDA rows, fitted once on the training users and applied per person.
+
+    ``users``: one ``(windows, labels)`` pair per training user (every labelled window of
+    theirs). ``kmeans_iterations`` bounds the self-calibration's k-means / LDA rounds.
+    """
+
+    def __init__(self, users, n_classes: int, kmeans_iterations: int = 10) -> None:
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        if not users:
+            raise ValueError("the classical baselines need at least one training user")
+        self.n_classes = int(n_classes)
+        self.kmeans_iterations = int(kmeans_iterations)
+        feats = [hudgins_features(x) for x, _ in users]
+        labels = np.concatenate([y for _, y in users])
+        self.lda = LinearDiscriminantAnalysis().fit(np.concatenate(feats), labels)
+        self.lda_z = LinearDiscriminantAnalysis().fit(
+            np.concatenate([zscore(f, f) for f in feats]), labels)
+
+    def predictors(self, adaptation_windows: np.ndarray) -> dict:
+        """Row name -> function (windows -> predicted labels) for one new person, calibrated
+        without labels on their ``adaptation_windows``."""
+        reference = hudgins_features(adaptation_windows)
+        kmeans_lda = self._self_calibrate(zscore(reference, reference))
+        return {
+            "lda": lambda x: self.lda.predict(hudgins_features(x)),
+            "lda-zscore": lambda x: self.lda_z.predict(zscore(hudgins_features(x), reference)),
+            "lda-kmeans": lambda x: kmeans_lda.predict(zscore(hudgins_features(x), reference)),
+        }
+
+    def _self_calibrate(self, z: np.ndarray):
+        from sklearn.cluster import KMeans
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        model, labels = self.lda_z, self.lda_z.predict(z)
+        for _ in range(self.kmeans_iterations):
+            present = np.unique(labels)
+            # one centre per class the person seems to perform, started at its pseudo-labels
+            centres = np.stack([z[labels == c].mean(axis=0) for c in present])
+            clusters = KMeans(len(present), init=centres, n_init=1).fit_predict(z)
+            if len(np.unique(clusters)) < 2:
+                break  # nothing left to discriminate: keep the last LDA
+            model = LinearDiscriminantAnalysis().fit(z, present[clusters])
+            new = model.predict(z)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+        return model
+
+    def __repr__(self) -> str:
+        return (f"<ClassicalBaselines LDA on Hudgins features, {self.n_classes} classes, "
+                f"{self.lda.means_.shape[1]} features>")
