@@ -1,6 +1,6 @@
 """Windows for training and evaluation, as batches ``(emg, pose, labels)``.
 
-Two sources, one batch interface (``__getitems__``, ``labels``, ``users``, ``rotated``,
+Two sources of windows with pose, one batch interface (``__getitems__``, ``labels``, ``users``, ``rotated``,
 ``relabel``), and one rule for which is used: data generated in memory (``data.source =
 "synth"``) is a :class:`WindowSet`: the filtered streams are in memory anyway, and a batch is
 one vectorised gather, about half the time of :class:`emgstream.io.WindowDataset`'s per-item
@@ -95,6 +95,52 @@ def _rotate(emg: torch.Tensor, max_rotation: int) -> torch.Tensor:
     shift = torch.randint(-max_rotation, max_rotation + 1, (len(emg), 1))
     order = (torch.arange(n_ch)[None, :] - shift) % n_ch
     return torch.gather(emg, 1, order[:, :, None].expand(-1, -1, emg.shape[2]))
+
+
+def _gain(emg: torch.Tensor, gain_std: float) -> torch.Tensor:
+    """Per-channel gain augmentation: each window's channels in ``emg`` (batch, channels,
+    time) scaled by independent log-normal factors exp(N(0, gain_std^2)). Electrode-skin
+    contact, and so each electrode's gain, changes from person to person and donning to
+    donning; a model trained across people should not hang on one electrode's level."""
+    if not gain_std:
+        return emg
+    return emg * torch.exp(gain_std * torch.randn(emg.shape[0], emg.shape[1], 1))
+
+
+@dataclass
+class LabelledWindows:
+    """Labelled windows in memory, with train-time augmentation; batches ``(emg, labels)``.
+
+    emg (n, channels, window) float32, filtered; labels (n,) int64. Each batch is turned by
+    up to ``max_rotation`` electrodes (see :func:`_rotate`) and scaled per channel by
+    ``gain_std`` (see :func:`_gain`). The cross-user source model of ``emgstream eval``
+    trains on these through :func:`~emgstream.train.fit`.
+    """
+
+    emg: torch.Tensor
+    labels: torch.Tensor
+    max_rotation: int = 0
+    gain_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.emg.ndim != 3 or self.labels.shape != (self.emg.shape[0],):
+            raise ValueError(f"emg must be (n, channels, window) and labels (n,), got "
+                             f"{tuple(self.emg.shape)} and {tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices)
+        return _gain(_rotate(self.emg[idx], self.max_rotation), self.gain_std), self.labels[idx]
+
+    def __getitem__(self, i):
+        emg, label = self.__getitems__([i])
+        return emg[0], label[0]
+
+    def __repr__(self) -> str:
+        return (f"<LabelledWindows {len(self)} windows of {tuple(self.emg.shape[1:])}, "
+                f"rotation <= {self.max_rotation}, gain std {self.gain_std}>")
 
 
 def windows_from_streams(streams: list[LabelledStream], preprocessing: Preprocessing,

@@ -32,6 +32,25 @@ from ._trainer import Env, StageConfig, fit
 OPTIONS = {"encoder_lr_scale": 0.1, "align_weight": 0.5}
 
 
+class Classify(nn.Module):
+    """Plain supervised training of a gesture model: cross-entropy on its logits.
+
+    forward(emg (batch, C, T), labels (batch,)) -> (loss, logs). The loss module that
+    :func:`~emgstream.train.fit` trains when there is no pose to align to (the cross-user
+    source model of ``emgstream eval``).
+    """
+
+    def __init__(self, model: GestureModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, emg: torch.Tensor, labels: torch.Tensor):
+        logits = self.model(emg)[0].float()
+        ce = F.cross_entropy(logits, labels)
+        return ce, {"ce": float(ce.detach()),
+                    "train_acc": float((logits.argmax(1) == labels).float().mean())}
+
+
 class FineTune(nn.Module):
     """Cross-entropy on gesture labels plus ``align_weight`` x CPEP's InfoNCE to the frozen
     pose encoder.
