@@ -195,3 +195,31 @@ def test_adapt_rejects_bad_windows():
         adapt(model, np.zeros((4, 3, 40), np.float32))
     with pytest.raises(ValueError, match="method"):
         adapt(model, np.zeros((4, 2, 40), np.float32), method="magic")
+
+
+def test_centroid_labels_follow_the_clusters_not_the_classifier():
+    from emgstream.adapt.ssp import centroid_labels
+
+    # two tight clusters in embedding space; the classifier puts the boundary through the
+    # second one, so its argmax is wrong for half of that cluster
+    emb = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    probs = torch.tensor([[0.9, 0.1]] * 4 + [[0.2, 0.8]] * 2 + [[0.6, 0.4]] * 2)
+    assert probs.argmax(1).tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert centroid_labels(probs, emb).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_information_maximisation_targets_the_given_prior():
+    from emgstream.adapt.ssp import information_maximisation
+
+    confident = torch.tensor([[0.98, 0.01, 0.01]] * 8 + [[0.01, 0.98, 0.01], [0.01, 0.01, 0.98]])
+    rest_heavy = confident.mean(dim=0)
+    uniform = torch.full((3,), 1 / 3)
+    # a rest-dominated stream whose predictions match its estimated prior costs less against
+    # that prior than against a uniform one: the uniform target would push it off rest
+    assert information_maximisation(confident, rest_heavy) < information_maximisation(
+        confident, uniform)
+    # with the uniform prior the loss is SHOT-IM's (entropy - diversity) plus log(classes)
+    entropy = -(confident * confident.log()).sum(1).mean()
+    diversity = -(rest_heavy * rest_heavy.log()).sum()
+    torch.testing.assert_close(information_maximisation(confident, uniform),
+                               entropy - diversity + math.log(3))

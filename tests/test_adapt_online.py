@@ -24,9 +24,10 @@ def _windows(mf, n, seed=0):
     return (rng.standard_normal((n, p.n_channels, p.window)) * 20).astype(np.float32)
 
 
-def test_round_trip(model_file, tmp_path):
-    config = OnlineConfig(min_windows=32, batch_size=8, xi=0.0, n_consecutive=1, lr=1e-3,
-                          guard_every=1, ssa=True)
+@pytest.mark.parametrize("method", ["emg-up+", "emg-up"])
+def test_round_trip(model_file, tmp_path, method):
+    config = OnlineConfig(method=method, min_windows=32, batch_size=8, xi=0.0, n_consecutive=1,
+                          lr=1e-3, guard_every=1, ssa=True)
     adapter = OnlineAdapter(model_file, config)
     assert not adapter.step()  # nothing observed yet
     adapter.observe(_windows(model_file, 40))
@@ -38,6 +39,12 @@ def test_round_trip(model_file, tmp_path):
     assert s.pseudo_labels_accepted == config.steps_per_call * config.batch_size
     assert 0.0 <= s.agreement_with_source <= 1.0
     assert any(not torch.equal(a, b) for a, b in zip(before, adapter.teacher.parameters()))
+    source = load_model(model_file)
+    # emg-up+ moves the features and keeps the source's classifier; the paper trains both
+    assert torch.equal(adapter.student.classifier.weight, source.classifier.weight) == (
+        method == "emg-up+")
+    assert not torch.equal(adapter.student.encoder.tokenizer.weight,
+                           source.encoder.tokenizer.weight)
 
     graph = adapter.export()
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
@@ -51,6 +58,7 @@ def test_round_trip(model_file, tmp_path):
     path = adapter.save(tmp_path / "alice.emgm", user="alice")
     mf = load_model_file(path)
     assert mf.provenance["personalized_for"] == "alice"
+    assert mf.provenance["adaptation"]["method"] == f"{method}-online"
     assert mf.provenance["adaptation"]["stats"]["teacher_updates"] == config.steps_per_call
     assert mf.preprocessing == model_file.preprocessing
     reloaded = load_model(mf)
@@ -72,8 +80,8 @@ def test_observe_checks_shape_and_values(model_file):
 
 def test_confidence_filter_blocks_updates_and_reset(model_file):
     # an untrained model is never more than 99.9 % sure: no pseudo-label passes, no step
-    adapter = OnlineAdapter(model_file, OnlineConfig(min_windows=8, xi=0.999,
-                                                     n_consecutive=1))
+    adapter = OnlineAdapter(model_file, OnlineConfig(method="emg-up", min_windows=8,
+                                                     xi=0.999, n_consecutive=1))
     adapter.observe(_windows(model_file, 16))
     assert not adapter.step()
     assert adapter.stats.teacher_updates == 0 and adapter.stats.acceptance == 0.0
@@ -91,11 +99,12 @@ def test_buffer_keeps_the_newest_windows(model_file):
     np.testing.assert_array_equal(x.numpy(), w[-10:])
 
 
-def test_online_guard_rolls_back(model_file):
+@pytest.mark.parametrize("method", ["emg-up+", "emg-up"])
+def test_online_guard_rolls_back(model_file, method):
     """A huge learning rate on self-labels drives the teacher to one class; the guard
     restores the last good state."""
-    config = OnlineConfig(min_windows=16, batch_size=16, xi=0.0, n_consecutive=1, lr=1.0,
-                          alpha=0.0, steps_per_call=3, guard_every=1,
+    config = OnlineConfig(method=method, min_windows=16, batch_size=16, xi=0.0, n_consecutive=1,
+                          lr=1.0, alpha=0.0, steps_per_call=3, guard_every=1,
                           guard=GuardConfig(min_balance_ratio=0.9, min_agreement=0.9))
     adapter = OnlineAdapter(model_file, config)
     adapter.observe(_windows(model_file, 64))
@@ -104,6 +113,11 @@ def test_online_guard_rolls_back(model_file):
     assert adapter.stats.rollbacks >= 1
     check = adapter._guard.evaluate(adapter.served)
     assert check.ok
+
+
+def test_unknown_online_method_is_refused(model_file):
+    with pytest.raises(ValueError, match="method"):
+        OnlineAdapter(model_file, OnlineConfig(method="shot"))
 
 
 def test_online_renormalise_uses_every_window_observed_not_the_buffer():

@@ -191,7 +191,8 @@ class PersonalizationPanel(QtWidgets.QGroupBox):
         self.stop_button = QtWidgets.QPushButton("Stop")
         self.reset_button = QtWidgets.QPushButton("Reset to source")
         self.start_button.setToolTip("Adapt the model to this user online, without labels "
-                                     "(EMG-UP pseudo-label fine-tuning with an EMA teacher)")
+                                     "(EMG-UP+: class-centroid pseudo-labels from an EMA "
+                                     "teacher, the default personalization)")
         self.reset_button.setToolTip("Discard the adaptation and use the shipped model again")
         for button in (self.start_button, self.stop_button, self.reset_button):
             row.addWidget(button)

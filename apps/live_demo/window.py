@@ -459,9 +459,9 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
                 why = f"the 'emgstream calibrate' command is not available: {err}"
         button = self.personalization.calibrate_button
         button.setEnabled(why is None)
-        button.setToolTip(why or "Run EMG-UP offline (SSA then SSP) on the last minutes of the "
-                                 "current or last recording, in a separate process, and use "
-                                 "the personalized model it writes")
+        button.setToolTip(why or "Run the default personalization (EMG-UP+) offline on the "
+                                 "last minutes of the current or last recording, in a "
+                                 "separate process, and use the personalized model it writes")
 
     def _calibration_output(self) -> None:
         text = bytes(self._calibration.readAllStandardError()).decode(errors="replace")

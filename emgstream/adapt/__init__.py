@@ -19,7 +19,7 @@ import importlib
 
 # public name -> submodule that defines it
 _LAZY = {
-    "METHODS": "methods", "AdaptConfig": "methods", "AdaptReport": "methods",
+    "METHODS": "methods", "DEFAULT_METHOD": "methods", "AdaptConfig": "methods", "AdaptReport": "methods",
     "adapt": "methods", "adabn": "methods",
     "CollapseGuard": "guard", "GuardCheck": "guard", "GuardConfig": "guard",
     "OnlineAdapter": "online", "OnlineConfig": "online", "OnlineStats": "_stats",

@@ -9,13 +9,20 @@ The live pipeline's adaptation thread owns an :class:`OnlineAdapter` and is its 
             swap_in(adapter.export())   # ONNX bytes, hot-swapped by inference at a hop boundary
     adapter.save(path, user="alice")
 
-Processing order of :meth:`step`: (1) windows observed since the last step are labelled by
-the EMA teacher (eq. 7) and their confidences stored -- the "teacher outputs" that go with
-the buffer; (2) the kept set is the buffer's windows above xi (eq. 8) inside runs of N_c
-consistent windows; (3) ``steps_per_call`` SSP steps on random kept batches (eq. 9), each
-followed by the EMA update (eq. 10); optionally one SSA step (eq. 6) on a random batch first;
-(4) the collapse guard checks the served model on a sample of the buffer against the source
-model and rolls back to the last good state if needed.
+Processing order of :meth:`step`: (1) windows observed since the last step go through the
+EMA teacher and its outputs are stored with the buffer (probabilities, confidences and
+embeddings); (2) pseudo-labels: with ``method="emg-up+"`` (the default, as offline, see
+:mod:`emgstream.adapt.methods`) every buffered window takes the label of its nearest
+class centroid of the stored teacher embeddings, and the class prior is the stored
+probabilities' mean; with ``method="emg-up"`` (the paper) the kept set is the buffer's
+windows whose teacher confidence is above xi inside runs of N_c consistent windows;
+(3) ``steps_per_call`` steps on random batches (emg-up+: cross-entropy on the centroid
+labels plus information maximisation towards the estimated prior, classifier frozen;
+emg-up: cross-entropy on the kept windows), each followed by the EMA update; optionally one
+SSA step on a random batch first; (4) the collapse guard checks the served model on a
+sample of the buffer against the source model and rolls back to the last good state if
+needed. A stored teacher output is at most one buffer old: the teacher moves slowly, and
+re-running it over the whole buffer at every call would cost the pipeline's other core.
 
 The served model is the EMA teacher, not the student the paper returns offline: a small noisy
 step on a few windows moves the student; the teacher averages hundreds of them, so the live
@@ -33,12 +40,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_option, check_positive_int
 from .evaluate import _jsonable
 from ._stats import OnlineStats
 from .guard import CollapseGuard, GuardConfig
 from .ssa import SSAHead, ssa_loss
-from .ssp import confident_mask, consistent_runs, ema_update, pseudo_labels, ssp_loss
+from .ssp import (centroid_labels, confident_mask, consistent_runs, ema_update,
+                  information_maximisation, ssp_loss)
 
 __all__ = ["OnlineConfig", "OnlineStats", "OnlineAdapter"]
 
@@ -47,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OnlineConfig:
+    method: str = "emg-up+"  #: "emg-up+" (the default, as offline) or "emg-up" (the paper)
     buffer_windows: int = 1024  #: recent windows kept (about 50 s at a 50 ms hop)
     min_windows: int = 128  #: no step before this many windows were seen
     batch_size: int = 32
@@ -91,6 +100,7 @@ class OnlineAdapter:
         self.config = config
         check_positive_int(config.buffer_windows, "buffer_windows")
         check_positive_int(config.batch_size, "batch_size")
+        check_option(config.method, "method", {"emg-up+", "emg-up"})
         self._source = load_model(model_file).eval()
         p = model_file.preprocessing
         self._shape = (p.n_channels, p.window)
@@ -104,8 +114,9 @@ class OnlineAdapter:
         c = self.config
         with self._lock:
             self._buffer = np.zeros((c.buffer_windows, *self._shape), np.float32)
-            self._labels = np.zeros(c.buffer_windows, np.int64)
-            self._confidence = np.zeros(c.buffer_windows, np.float32)
+            self._probs = np.zeros((c.buffer_windows, len(self._source.class_names)),
+                                   np.float32)
+            self._embeddings = np.zeros((c.buffer_windows, self._source.embed_dim), np.float32)
             self._written = 0  # total windows ever observed (ring position)
             # per channel: samples, sum, sum of squares of every window observed (float64)
             self._moments = np.zeros((3, self._shape[0]))
@@ -113,7 +124,10 @@ class OnlineAdapter:
         self._reference = copy.deepcopy(self._source).eval()  # source, maybe renormalised
         self.student = copy.deepcopy(self._source).train()
         self.teacher = copy.deepcopy(self._source).eval()
-        self._optimizer = torch.optim.Adam(self.student.parameters(), lr=c.lr, betas=c.betas,
+        # emg-up+ keeps the source's classifier (hypothesis transfer), as offline
+        params = [p for n, p in self.student.named_parameters()
+                  if c.method == "emg-up" or not n.startswith("classifier.")]
+        self._optimizer = torch.optim.Adam(params, lr=c.lr, betas=c.betas,
                                            weight_decay=c.weight_decay)
         self._ssa_head = None
         if c.ssa:
@@ -183,17 +197,26 @@ class OnlineAdapter:
         if (c.renormalise and self.student.normalisation.mode == "fixed"
                 and self.stats.windows_seen >= self._renormalise_after):
             self._renormalise()
-        # (1) teacher outputs for the windows not yet labelled
+        # (1) teacher outputs for the windows not yet seen by the teacher
         new = min(written - self._labelled, len(idx))
         if new > 0:
-            labels, confidence = pseudo_labels(self.teacher, x[-new:])
-            self._labels[idx[-new:]] = labels.numpy()
-            self._confidence[idx[-new:]] = confidence.numpy()
+            with torch.no_grad():
+                self.teacher.eval()
+                logits, embeddings = self.teacher(x[-new:])
+            self._probs[idx[-new:]] = torch.softmax(logits, dim=-1).numpy()
+            self._embeddings[idx[-new:]] = embeddings.numpy()
             self._labelled = written
-        # (2) kept set (time order; one segment: the buffer is consecutive hops)
-        labels, confidence = self._labels[idx], self._confidence[idx]
-        keep = consistent_runs(labels, confident_mask(confidence, c.xi),
-                               np.zeros(len(idx), int), c.n_consecutive)
+        # (2) pseudo-labels (time order; one segment: the buffer is consecutive hops)
+        probs = torch.from_numpy(self._probs[idx])
+        if c.method == "emg-up+":
+            labels = centroid_labels(probs, torch.from_numpy(self._embeddings[idx])).numpy()
+            prior = probs.mean(dim=0)
+            keep = np.ones(len(idx), bool)
+        else:
+            confidence, labels = probs.max(dim=1)
+            labels = labels.numpy()
+            keep = consistent_runs(labels, confident_mask(confidence, c.xi).numpy(),
+                                   np.zeros(len(idx), int), c.n_consecutive)
         self.stats.acceptance = float(keep.mean())
         kept = np.flatnonzero(keep)
         if c.guard is not None and self._guard is None:
@@ -212,7 +235,13 @@ class OnlineAdapter:
             for _ in range(c.steps_per_call):
                 pick = torch.from_numpy(kept)[torch.randint(len(kept), (c.batch_size,),
                                                             generator=self._generator)]
-                self._optimise(ssp_loss(self.student, x[pick], y[pick]))
+                if c.method == "emg-up+":
+                    logits = self.student(x[pick])[0]
+                    loss = (torch.nn.functional.cross_entropy(logits, y[pick])
+                            + information_maximisation(torch.softmax(logits, dim=-1), prior))
+                else:
+                    loss = ssp_loss(self.student, x[pick], y[pick])
+                self._optimise(loss)
                 ema_update(self.teacher, self.student, c.alpha)
                 self.stats.teacher_updates += 1
                 self.stats.pseudo_labels_accepted += len(pick)
@@ -262,7 +291,7 @@ class OnlineAdapter:
 
         mf = self.model_file
         provenance = {**mf.provenance, "personalized_for": str(user),
-                      "adaptation": {"method": "emg-up-online", "config": _jsonable(asdict(
+                      "adaptation": {"method": f"{self.config.method}-online", "config": _jsonable(asdict(
                           self.config)), "stats": _jsonable(asdict(self.stats))}}
         personal = to_model_file(copy.deepcopy(self.served).eval(), mf.preprocessing,
                                  mf.class_names, bank=mf.bank, provenance=provenance,

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["confident_mask", "consistent_runs", "pseudo_labels", "ema_update", "ssp_loss"]
+__all__ = ["confident_mask", "consistent_runs", "pseudo_labels", "ema_update", "ssp_loss",
+           "centroid_labels", "information_maximisation"]
 
 
 def confident_mask(confidence, xi: float = 0.8):
@@ -78,3 +79,40 @@ def ema_update(teacher, student, alpha: float = 0.996) -> None:
 def ssp_loss(student, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Eq. 9 on the kept windows x (n, channels, window) with pseudo-labels (n,)."""
     return F.cross_entropy(student(x)[0], labels)
+
+
+@torch.no_grad()
+def centroid_labels(probs: torch.Tensor, embeddings: torch.Tensor,
+                    iterations: int = 2) -> torch.Tensor:
+    """Pseudo-labels from class centroids in the embedding space (SHOT's, Liang et al. 2020).
+
+    probs (n, classes), embeddings (n, dim) of the same windows. Each class's centroid is
+    the probability-weighted mean of the L2-normalised embeddings; every window takes the
+    label of its nearest centroid (cosine); then ``iterations - 1`` more rounds with hard
+    assignments (k-means steps). A new person's windows of one gesture cluster together even
+    where the source classifier's boundaries cut through them, so the centroid labels are
+    right more often than the argmax (measured in ``benchmarks/results/cross_user_3dc.md``).
+    Returns labels (n,) long.
+    """
+    e = F.normalize(embeddings, dim=1)
+    weights = probs
+    labels = probs.argmax(dim=1)
+    for _ in range(iterations):
+        centroids = F.normalize(weights.T @ e, dim=1)
+        labels = (e @ centroids.T).argmax(dim=1)
+        weights = F.one_hot(labels, probs.shape[1]).to(e.dtype)
+    return labels
+
+
+def information_maximisation(probs: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """Mean per-window entropy plus KL(mean prediction || ``prior``).
+
+    SHOT's information maximisation with the uniform target replaced by ``prior`` (classes,):
+    a person's stream is not balanced (a live stream is mostly rest), so the diversity term
+    pulls the batch's mean prediction towards a prior *estimated* from the person's data,
+    not towards equal classes. With a uniform prior this is SHOT-IM's loss plus log(classes).
+    """
+    entropy = -(probs * probs.clamp_min(1e-8).log()).sum(dim=1).mean()
+    mean = probs.mean(dim=0)
+    divergence = (mean * (mean.clamp_min(1e-8).log() - prior.clamp_min(1e-8).log())).sum()
+    return entropy + divergence

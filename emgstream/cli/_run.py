@@ -15,7 +15,8 @@ import click
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Model file (.emgm). Default: the shipped default model.")
 @click.option("--adapt", is_flag=True,
-              help="Adapt the model to the wearer online (EMG-UP; needs torch).")
+              help="Adapt the model to the wearer online, without labels (EMG-UP+, the "
+                   "default personalization; needs torch).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Smoothed confidence below which a hop counts as uncertain.")
 @click.option("--smoothing", type=click.Choice(["ema", "majority", "none"]), default="ema",
