@@ -1,4 +1,4 @@
-"""Online EMG-UP (:class:`emgstream.adapt.OnlineAdapter`) accuracy over time.
+"""Online personalization (:class:`emgstream.adapt.OnlineAdapter`) accuracy over time.
 
 3DC: a source model is trained on the non-test people, as ``emgstream eval`` trains it.
 Synthetic users (``--model``): the given model file is the source (the shipped model; its
@@ -7,8 +7,9 @@ Each test person's first block (3DC ``train``, synthetic session 0) is then fed 
 adapter window by window in time order (one window per live hop, as the pipeline does; one
 ``step()`` every ``--step-every`` windows), and the served model is scored on the person's
 second block (3DC ``test``, synthetic session 1) every ``--score-every`` seconds of EMG.
-Prints a markdown table of accuracy against seconds of use, with offline EMG-UP on the same
-block (every second hop's window).
+Prints a markdown table of accuracy against seconds of use, with the same method offline on
+the same block (every second hop's window). ``--method``: the default EMG-UP+ or the paper's
+EMG-UP.
 
     python benchmarks/bench_adapt_online.py --root ../shared/data/3dc [--test 1,2,3]
     python benchmarks/bench_adapt_online.py --model models/default.emgm [--test 14,15]
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emgstream.adapt import OnlineAdapter, OnlineConfig, adapt
+from emgstream.adapt import DEFAULT_METHOD, OnlineAdapter, OnlineConfig, adapt
 from emgstream.adapt.evaluate import EvalConfig, _score, cut_windows, load_users, \
     source_windows, train_source
 from emgstream.modelfile import load_model_file
@@ -76,6 +77,8 @@ def main() -> None:
                         help="supervised epochs of the 3DC source model (default: eval's)")
     parser.add_argument("--no-renormalise", dest="renormalise", action="store_false",
                         help="no online AdaBN (OnlineConfig.renormalise, on by default)")
+    parser.add_argument("--method", choices=("emg-up+", "emg-up"), default=DEFAULT_METHOD,
+                        help="online and offline method (default: the product's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     if (args.root is None) == (args.model is None):
@@ -89,7 +92,8 @@ def main() -> None:
     for person, data in people.items():
         stream = cut_windows(data.first, prep, prep.hop)  # live order, every hop
         score = cut_windows(data.second, prep, round(0.1 * prep.sample_rate))
-        adapter = OnlineAdapter(model_file, OnlineConfig(renormalise=args.renormalise))
+        adapter = OnlineAdapter(model_file, OnlineConfig(method=args.method,
+                                                         renormalise=args.renormalise))
         curve = [(0.0, _score(adapter.served, score, n_classes)["accuracy"])]
         every = max(1, round(args.score_every / hop_s))
         t0 = time.perf_counter()
@@ -101,15 +105,15 @@ def main() -> None:
                 curve.append(((i + 1) * hop_s,
                               _score(adapter.served, score, n_classes)["accuracy"]))
         online_s = time.perf_counter() - t0
-        offline, _ = adapt(source, stream.x[::2], stream.segment[::2], "emg-up")
+        offline, _ = adapt(source, stream.x[::2], stream.segment[::2], args.method)
         rows[person] = (curve, _score(offline, score, n_classes)["accuracy"], online_s,
                         adapter.stats)
         checkpoints = [t for t, _ in curve] if checkpoints is None else checkpoints
         print(person, [f"{t:.0f}s {100 * a:.1f}" for t, a in curve],
               f"offline {100 * rows[person][1]:.1f}", adapter.stats, flush=True)
     header = ("| person | " + " | ".join(f"{t:.0f} s" for t in checkpoints[:-1])
-              + " | end of block | offline EMG-UP | adapter seconds | steps | rollbacks |")
-    lines = [f"Online EMG-UP accuracy (%) on each person's second block against seconds of "
+              + f" | end of block | offline {args.method} | adapter seconds | steps | rollbacks |")
+    lines = [f"Online {args.method} accuracy (%) on each person's second block against seconds of "
              f"the first block streamed (step every {args.step_every} windows of "
              f"{1e3 * hop_s:g} ms; online AdaBN {'on' if args.renormalise else 'off'}).", "",
              header, "|---" * (header.count("|") - 1) + "|"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import click
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -48,10 +50,11 @@ def test_calibrate_from_recording(tmp_path, model_path):
     mf = load_model_file(out)
     assert mf.provenance["personalized_for"] == "bob"
     adaptation = mf.provenance["adaptation"]
-    assert adaptation["method"] == "emg-up" and adaptation["steps"] > 0
+    assert adaptation["method"] == "emg-up+" and adaptation["steps"] > 0
     base = load_model_file(model_path)
     changed = [k for k in base.weights if not np.array_equal(base.weights[k], mf.weights[k])]
-    assert "encoder.tokenizer.weight" in changed and "classifier.weight" in changed
+    # the default adapts the features and keeps the source's classifier (hypothesis transfer)
+    assert "encoder.tokenizer.weight" in changed and "classifier.weight" not in changed
 
 
 def test_calibrate_refuses_mismatched_recording(tmp_path, model_path):
@@ -99,13 +102,20 @@ def test_eval_tiny_hdf5(tmp_path):
         "--epochs-scale", "0.2", "-o", str(out)])
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
-    methods = {r["method"] for r in res["rows"]}
-    assert methods == {"upper-bound", "source-only", "ssa", "ssp", "emg-up", "adabn",
-                       "shot-im", "pseudo-label"}
+    methods = [r["method"] for r in res["rows"]]
+    assert methods == ["upper-bound", "source-only", "lda", "lda-zscore", "lda-kmeans", "adabn",
+                       "ssa", "ssp", "emg-up", "shot-im", "pseudo-label", "emg-up+"]
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in res["rows"])
-    assert (out / "per_user.csv").read_text().count("\n") == 9
-    assert "| emg-up |" in (out / "results.md").read_text()
+    assert (out / "per_user.csv").read_text().count("\n") == 1 + len(methods)
+    for name in ("emg-up", "emg-up+", "lda-kmeans"):
+        assert f"| {name} |" in (out / "results.md").read_text()
     assert "| source-only |" in result.output
+    # one confusion matrix per method: class names on both axes, every scored window counted
+    scored = sum(sum(row) for row in res["rows"][0]["confusion"])
+    for name in methods:
+        lines = (out / f"confusion_{name}.csv").read_text().splitlines()
+        assert lines[0].split(",")[1:] == classes
+        assert sum(int(v) for line in lines[1:] for v in line.split(",")[1:]) == scored
 
 
 def test_eval_adapts_a_given_model_file(tmp_path):
@@ -126,11 +136,41 @@ def test_eval_adapts_a_given_model_file(tmp_path):
     assert res["protocol"]["train_users"] == [] and res["protocol"]["test_users"] == ["synth005"]
     assert res["protocol"]["preprocessing"]["window"] == mf.preprocessing.window
     assert {r["method"] for r in res["rows"]} == {"source-only", "ssp"}
+    # --train-users beside --model feed the classical rows only; nothing is trained on them
+    result = CliRunner().invoke(main, [
+        "eval", "--dataset", "synth", "--model", str(path), "--train-users", "6-7",
+        "--test-users", "5", "--synth-duration", "8", "--rows", "source-only,lda,lda-zscore",
+        "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["protocol"]["train_users"] == ["synth006", "synth007"]
+    assert [r["method"] for r in res["rows"]] == ["source-only", "lda", "lda-zscore"]
     wrong = CliRunner().invoke(main, ["eval", "--dataset", "synth", "--model", str(path),
                                       "--users", "1,2"])
-    assert wrong.exit_code == 2 and "give --test-users only" in wrong.output
+    assert wrong.exit_code == 2 and "give --test-users" in wrong.output
     mismatch = save_model_file(tmp_path / "other.emgm",
                                make_test_model(n_channels=16, rate=2000.0, seed=3))
     wrong = CliRunner().invoke(main, ["eval", "--dataset", "synth", "--model", str(mismatch),
                                       "--test-users", "5", "--synth-duration", "8"])
     assert wrong.exit_code == 1 and "classifies" in wrong.output
+
+
+def test_calibrate_default_is_the_library_default():
+    """The CLI names the default method literally (importing it would import torch for every
+    --help); it must stay the library's."""
+    from emgstream.adapt import DEFAULT_METHOD
+    from emgstream.cli._adapt import calibrate
+
+    method = next(p for p in calibrate.params if p.name == "method")
+    assert method.default == DEFAULT_METHOD
+
+
+def test_user_ranges_expand_as_typed():
+    from emgstream.cli._adapt import _user_list
+
+    assert _user_list("1-3,5") == ["1", "2", "3", "5"]
+    assert _user_list("12-14, 22,Participant3") == ["12", "13", "14", "22", "Participant3"]
+    assert _user_list("synth004") == ["synth004"]
+    assert _user_list("") is None
+    with pytest.raises(click.BadParameter, match="runs backwards"):
+        _user_list("5-3")

@@ -11,8 +11,17 @@ Protocol, for every test user:
 3. the test user's *second* block (3DC ``test``) is used only for scoring.
 
 Rows: ``upper-bound`` (the source model fine-tuned *with* the first block's labels: what a
-labelled calibration would reach), ``source-only``, ``ssa``, ``ssp``, ``emg-up``, ``adabn``,
-``shot-im``, ``pseudo-label`` (see :mod:`emgstream.adapt.methods`).
+labelled calibration would reach), ``source-only``, the classical bar ``lda``,
+``lda-zscore``, ``lda-kmeans`` (:mod:`emgstream.adapt.classical`, fitted on the same
+training users), ``adabn``, ``ssa``, ``ssp``, ``emg-up`` (the paper's method), ``shot-im``,
+``pseudo-label`` and ``emg-up+``, the product's default (see
+:mod:`emgstream.adapt.methods`). Accuracy, macro-F1, balanced accuracy and the confusion
+matrices come from scikit-learn.
+
+The source model is trained by the project's one training loop (:func:`emgstream.train.fit`):
+MAE pre-training of the encoder, then cross-entropy, both on windows turned by up to
+``rotation`` electrodes and scaled per channel by ``gain_std`` (augmentations chosen on the
+dev people's tuning group, see ``benchmarks/results/cross_user_3dc.md``).
 
 Windows are cut from each recording separately (never across two), after the model's causal
 filter chain (:func:`emgstream.dsp.filter_offline`, the live chain); a window's label is the
@@ -27,6 +36,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,15 +45,16 @@ import torch
 import torch.nn.functional as F
 
 from ..modelfile import Preprocessing
-from .methods import METHODS, AdaptConfig, adabn, adapt, total_steps
+from .classical import CLASSICAL_ROWS, ClassicalBaselines
+from .methods import AdaptConfig, adabn, adapt, total_steps
 
 __all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "source_windows", "train_source",
-           "load_users", "evaluate", "macro_f1", "write_results", "ROWS"]
+           "load_users", "evaluate", "score", "write_results", "ROWS"]
 
 logger = logging.getLogger(__name__)
 
-ROWS = ("upper-bound", "source-only", "ssa", "ssp", "emg-up", "adabn", "shot-im",
-        "pseudo-label")
+ROWS = ("upper-bound", "source-only", *CLASSICAL_ROWS, "adabn", "ssa", "ssp", "emg-up",
+        "shot-im", "pseudo-label", "emg-up+")
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class EvalConfig:
     supervised_epochs: int = 6
     train_lr: float = 1e-3
     train_batch: int = 128
+    rotation: int = 1  #: source training: turn each window by up to this many electrodes
+    gain_std: float = 0.4  #: source training: per-channel log-normal gain, std of the log
+    lda_window_s: float = 0.2  #: the classical rows read the newest 200 ms of each window
     upper_epochs: int = 5  #: supervised fine-tuning epochs of the upper bound
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     rows: tuple[str, ...] = ROWS
@@ -261,17 +275,6 @@ def source_windows(users: dict, names, preprocessing: Preprocessing,
     return Windows.concat(parts)
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-averaged F1 over the classes present in ``y_true``."""
-    scores = []
-    for c in np.unique(y_true):
-        tp = np.sum((y_pred == c) & (y_true == c))
-        fp = np.sum((y_pred == c) & (y_true != c))
-        fn = np.sum((y_pred != c) & (y_true == c))
-        scores.append(2 * tp / max(2 * tp + fp + fn, 1))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 @torch.no_grad()
 def predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     model.eval()
@@ -293,41 +296,43 @@ def _build(preprocessing: Preprocessing, class_names, config: EvalConfig):
                         sample_rate=preprocessing.sample_rate)
 
 
-def _epochs(n: int, batch: int, epochs: int, generator):
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for i in range(0, n, batch):
-            yield order[i:i + batch]
+def _stage(n_windows: int, epochs: int, lr: float, batch: int):
+    from ..train import StageConfig
+
+    return StageConfig(steps=max(1, epochs * (n_windows // batch)), batch_size=batch, lr=lr,
+                       weight_decay=0.01, log_every=50, checkpoint_every=10 ** 9)
 
 
-def _supervised(model, data: Windows, epochs: int, lr: float, batch: int, generator,
-                progress=None) -> None:
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    n_steps = epochs * math.ceil(len(x) / batch)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=max(n_steps, 1))
-    model.train()
-    for idx in _epochs(len(x), batch, epochs, generator):
-        loss = F.cross_entropy(model(x[idx])[0], y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if progress is not None:
-            progress(1)
-    model.eval()
+def _supervised(model, data: Windows, epochs: int, lr: float, batch: int, seed: int,
+                rotation: int = 0, gain_std: float = 0.0, desc: str = "supervised") -> None:
+    """Cross-entropy training of ``model`` on ``data`` through :func:`emgstream.train.fit`."""
+    import tempfile
+
+    from ..train import Classify, Env, LabelledWindows, fit
+
+    windows = LabelledWindows(torch.from_numpy(data.x), torch.from_numpy(data.y), rotation,
+                              gain_std)
+    cfg = _stage(len(windows), epochs, lr, batch)
+    with tempfile.TemporaryDirectory(prefix="emgstream-eval-") as run_dir:
+        fit(Classify(model), windows, cfg, run_dir, Env(), seed=seed, inputs=(0, 1),
+            desc=desc, resume=False)
+    model.cpu().eval()
 
 
 def train_source(data: Windows, preprocessing: Preprocessing, class_names,
-                 config: EvalConfig = EvalConfig(), progress=None):
+                 config: EvalConfig = EvalConfig()):
     """EMG MAE pre-training, then supervised training: the source model (GestureModel).
 
-    With ``"fixed"`` normalisation the per-channel mean/std come from ``data``.
+    Both stages run in :func:`emgstream.train.fit` on ``data`` augmented by channel
+    rotation and per-channel gain (``config.rotation``, ``config.gain_std``). With
+    ``"fixed"`` normalisation the per-channel mean/std come from ``data``.
     """
+    import tempfile
+
     from ..nn._mae import MAE
+    from ..train import Env, LabelledWindows, fit
 
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     model = _build(preprocessing, class_names, config)
     x = torch.from_numpy(data.x)
     if model.normalisation.mode == "fixed":
@@ -338,29 +343,38 @@ def train_source(data: Windows, preprocessing: Preprocessing, class_names,
         mae = MAE(model.encoder.config, decoder_layers=1, mask_ratio=0.5,
                   normalisation=model.normalisation.mode)
         mae.normalisation.load_state_dict(model.normalisation.state_dict())
-        optimizer = torch.optim.AdamW(mae.parameters(), lr=config.train_lr, weight_decay=0.01)
-        mae.train()
-        for idx in _epochs(len(x), config.train_batch, config.mae_epochs, generator):
-            loss = mae(x[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if progress is not None:
-                progress(1)
-        model.encoder.load_state_dict(mae.encoder.state_dict())
+        windows = LabelledWindows(x, torch.from_numpy(data.y), config.rotation, config.gain_std)
+        cfg = _stage(len(windows), config.mae_epochs, config.train_lr, config.train_batch)
+        with tempfile.TemporaryDirectory(prefix="emgstream-eval-") as run_dir:
+            fit(mae, windows, cfg, run_dir, Env(), seed=config.seed, desc="source MAE",
+                resume=False)
+        model.encoder.load_state_dict(mae.encoder.cpu().state_dict())
     _supervised(model, data, config.supervised_epochs, config.train_lr, config.train_batch,
-                generator, progress)
+                config.seed, config.rotation, config.gain_std, desc="source")
     return model
 
 
+def score(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """scikit-learn's accuracy, macro-F1 (over the classes present) and balanced accuracy,
+    and the confusion matrix (true x predicted, ``n_classes`` square) as nested lists."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                                 f1_score)
+
+    present = np.unique(y_true)
+    with warnings.catch_warnings():
+        # a new person's model may well predict a class they did not perform in the block
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro",
+                                       zero_division=0)),
+            "balanced_accuracy": balanced,
+            "confusion": confusion_matrix(y_true, y_pred,
+                                          labels=np.arange(n_classes)).tolist()}
+
+
 def _score(model, data: Windows, n_classes: int) -> dict:
-    pred = predict(model, data.x)
-    return {"accuracy": float(np.mean(pred == data.y)),
-            "macro_f1": macro_f1(data.y, pred, n_classes)}
-
-
-def _source_steps(n: int, config: EvalConfig) -> int:
-    return (config.mae_epochs + config.supervised_epochs) * math.ceil(n / config.train_batch)
+    return score(data.y, predict(model, data.x), n_classes)
 
 
 def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing, class_names,
@@ -374,8 +388,8 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     folds, each fold's users scored with a source model trained on the users outside the
     fold (k = number of users is leave-one-out). Otherwise one source model is trained on
     ``train_users`` and adapted to each test user; or, given a trained ``source`` model
-    (:class:`~emgstream.nn.GestureModel`, e.g. the shipped one), no ``train_users``, it is
-    adapted to each test user.
+    (:class:`~emgstream.nn.GestureModel`, e.g. the shipped one), it is adapted to each test
+    user, and ``train_users`` (optional) only feed the classical rows.
     """
     from tqdm.auto import tqdm
 
@@ -385,9 +399,8 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
     missing = [u for u in (*train_users, *test_users) if u not in users]
     if missing:
         raise ValueError(f"users {missing} not in the dataset (have {sorted(users)})")
-    if source is not None and (leave_one_out or len(train_users)):
-        raise ValueError("a given source model is only adapted: no train users, no "
-                         "leave-one-out")
+    if source is not None and leave_one_out:
+        raise ValueError("a given source model is only adapted: no leave-one-out")
     if not leave_one_out and set(train_users) & set(test_users):
         raise ValueError(f"train and test users overlap: {sorted(set(train_users) & set(test_users))}")
     torch.manual_seed(config.seed)
@@ -405,37 +418,56 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         for part in np.array_split(np.arange(len(test_users)), folds):
             for i in part:
                 held_out[test_users[i]] = [test_users[j] for j in part]
-    rows, source_users = [], (None if source is None else [])
+    lda_samples = min(preprocessing.window, stride(config.lda_window_s))
+    classical_rows = [r for r in config.rows if r in CLASSICAL_ROWS]
+    if classical_rows and not train_users:
+        log.warning("rows %s need training users; none given, so they are left out",
+                    classical_rows)
+        classical_rows = []
+    rows, given, trained_on, classical = [], source is not None, None, None
     bar = tqdm(total=len(test_users), desc="users", unit="user", disable=not show_progress)
     for user in test_users:
         train_names = ([u for u in train_users if u not in held_out[user]] if leave_one_out
                        else list(train_users))
-        if source is None or train_names != source_users:
+        if train_names != trained_on:
             t0 = time.perf_counter()
-            src = source_windows(users, train_names, preprocessing, config)
-            with tqdm(total=_source_steps(len(src), config), desc=f"source (-{user})"
-                      if leave_one_out else "source", leave=False,
-                      disable=not show_progress) as sbar:
-                source = train_source(src, preprocessing, class_names, config, sbar.update)
-            source_users = train_names
-            log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
-                     len(src), time.perf_counter() - t0)
+            if not given:
+                src = source_windows(users, train_names, preprocessing, config)
+                source = train_source(src, preprocessing, class_names, config)
+                log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
+                         len(src), time.perf_counter() - t0)
+            if classical_rows:
+                step = stride(config.train_stride_s)
+                parts = [cut_windows(users[u].first + users[u].second, preprocessing, step)
+                         for u in train_names]
+                classical = ClassicalBaselines([(p.x[:, :, -lda_samples:], p.y) for p in parts
+                                                if len(p)], n_classes)
+            trained_on = train_names
         adapt_data = cut_windows(users[user].first, preprocessing,
                                  stride(config.adapt_stride_s))
         score_data = cut_windows(users[user].second, preprocessing,
                                  stride(config.score_stride_s))
+        lda = (classical.predictors(adapt_data.x[:, :, -lda_samples:]) if classical_rows
+               else {})
         for row in config.rows:
             t0 = time.perf_counter()
             info = {}
+            if row in CLASSICAL_ROWS:
+                if row not in lda:
+                    continue
+                scores = score(score_data.y, lda[row](score_data.x[:, :, -lda_samples:]),
+                               n_classes)
+                rows.append({"user": user, "method": row, **scores,
+                             "seconds": time.perf_counter() - t0})
+                continue
             if row == "source-only":
                 model = source
             elif row == "upper-bound":
                 # a labelled calibration knows at least what the unlabelled methods know
                 model = (adabn(source, torch.from_numpy(adapt_data.x)) if config.adapt.renormalise
                          else copy.deepcopy(source))
-                gen = torch.Generator().manual_seed(config.seed)
                 _supervised(model, adapt_data, config.upper_epochs, config.train_lr / 3,
-                            config.train_batch, gen)
+                            config.train_batch, config.seed, desc="upper bound")
             else:
                 steps = total_steps(row, len(adapt_data), config.adapt)
                 with tqdm(total=steps, desc=f"{user} {row}", leave=False,
@@ -472,10 +504,13 @@ def summarise(rows: list) -> list:
     for method, per_user in by.items():
         acc = np.array([r["accuracy"] for r in per_user.values()])
         f1 = np.array([r["macro_f1"] for r in per_user.values()])
+        balanced = np.array([r["balanced_accuracy"] for r in per_user.values()])
         worst = min(per_user.values(), key=lambda r: r["accuracy"])
         entry = {"method": method, "users": len(acc), "accuracy_mean": float(acc.mean()),
+                 "accuracy_median": float(np.median(acc)),
                  "accuracy_std": float(acc.std()), "macro_f1_mean": float(f1.mean()),
-                 "macro_f1_std": float(f1.std()), "worst_user": worst["user"],
+                 "macro_f1_std": float(f1.std()),
+                 "balanced_accuracy_mean": float(balanced.mean()), "worst_user": worst["user"],
                  "worst_accuracy": float(worst["accuracy"])}
         if so:
             delta = np.array([per_user[u]["accuracy"] - so[u]["accuracy"] for u in per_user
@@ -490,15 +525,17 @@ def summarise(rows: list) -> list:
 
 def markdown_table(result: dict) -> str:
     """The summary as a markdown table (percentages)."""
-    lines = ["| method | acc mean | acc std | macro-F1 mean | worst user (acc) | "
-             "Δ vs SO mean | Δ vs SO worst | better / worse than SO |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | acc mean | acc median | acc std | macro-F1 mean | balanced acc mean | "
+             "worst user (acc) | Δ vs SO mean | Δ vs SO worst | better / worse than SO |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in result["summary"]:
         d = (f"{100 * e['delta_vs_so_mean']:+.1f} | {100 * e['delta_vs_so_min']:+.1f} | "
              f"{e['better_than_so']} / {e['worse_than_so']}") if "delta_vs_so_mean" in e \
             else "| |"
         lines.append(f"| {e['method']} | {100 * e['accuracy_mean']:.1f} | "
+                     f"{100 * e['accuracy_median']:.1f} | "
                      f"{100 * e['accuracy_std']:.1f} | {100 * e['macro_f1_mean']:.1f} | "
+                     f"{100 * e['balanced_accuracy_mean']:.1f} | "
                      f"{e['worst_user']} ({100 * e['worst_accuracy']:.1f}) | {d} |")
     return "\n".join(lines)
 
@@ -515,16 +552,31 @@ def per_user_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(result: dict, out_dir) -> dict:
-    """Write ``results.json``, ``per_user.csv`` and ``results.md`` into ``out_dir``."""
+def write_results(result: dict, out_dir, class_names=None) -> dict:
+    """Write ``results.json``, ``per_user.csv``, ``results.md`` and one
+    ``confusion_<method>.csv`` per method (true class rows, predicted class columns, summed
+    over the test users) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(_jsonable(result), indent=2))
-    keys = list(dict.fromkeys(k for r in result["rows"] for k in r))
+    keys = list(dict.fromkeys(k for r in result["rows"] for k in r if k != "confusion"))
     with open(out / "per_user.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result["rows"])
+    paths = {"json": out / "results.json", "csv": out / "per_user.csv"}
+    totals: dict = {}
+    for r in result["rows"]:
+        m = np.asarray(r["confusion"])
+        totals[r["method"]] = totals.get(r["method"], 0) + m
+    for method, matrix in totals.items():
+        names = list(class_names) if class_names is not None else list(range(len(matrix)))
+        path = out / f"confusion_{method}.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["true \\ predicted", *names])
+            writer.writerows([name, *map(int, row)] for name, row in zip(names, matrix))
+        paths[f"confusion {method}"] = path
     p = result["protocol"]
     scheme = "train once"
     if p["leave_one_out"]:
@@ -534,7 +586,7 @@ def write_results(result: dict, out_dir) -> dict:
           f"wall time {result['wall_seconds']:.0f} s.", "", markdown_table(result), "",
           "Accuracy per user (%):", "", per_user_table(result), ""]
     (out / "results.md").write_text("\n".join(md))
-    return {"json": out / "results.json", "csv": out / "per_user.csv", "md": out / "results.md"}
+    return {**paths, "md": out / "results.md"}
 
 
 def _jsonable(obj):

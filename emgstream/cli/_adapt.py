@@ -1,4 +1,4 @@
-"""``emgstream calibrate`` and ``emgstream eval``: source-free personalization (EMG-UP)."""
+"""``emgstream calibrate`` and ``emgstream eval``: source-free personalization (EMG-UP+, EMG-UP)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-_METHOD_CHOICES = ("emg-up", "ssa", "ssp", "adabn", "shot-im", "pseudo-label")
+# the first is the default: emgstream.adapt.DEFAULT_METHOD (a test keeps them equal; importing
+# it here would import torch for every `--help`)
+_METHOD_CHOICES = ("emg-up+", "emg-up", "ssa", "ssp", "adabn", "shot-im", "pseudo-label")
 
 
 def _adapt_options(f):
@@ -61,12 +63,17 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Personalized model file to write. Default: the user's, which `run "
                    "--user NAME` and `demo --user NAME` pick up.")
-@click.option("--method", type=click.Choice(_METHOD_CHOICES), default="emg-up",
-              show_default=True, help="Adaptation method.")
+@click.option("--method", type=click.Choice(_METHOD_CHOICES), default=_METHOD_CHOICES[0],
+              show_default=True,
+              help="Adaptation method. emg-up+: EMG-UP's two stages with pseudo-labels from "
+                   "class centroids, a class prior estimated from the person's data and the "
+                   "source's classifier kept (the default, measured best on new people); "
+                   "emg-up: the paper's method; the rest are its stages alone and the "
+                   "baselines of `emgstream eval`.")
 @_adapt_options
 def calibrate(source, model_path, user, duration, recording, output, method, lr, ssa_lr, xi,
               n_consecutive, renormalise, seed):
-    """Personalize a model to one user without labels (EMG-UP: SSA, then SSP).
+    """Personalize a model to one user without labels (EMG-UP+ by default: see --method).
 
     Records DURATION seconds of the user's EMG from SOURCE (a source URI such as
     lsl://name=EMG, serial:///dev/ttyUSB0 or sim://?user=3), or reads --from REC.h5, filters it
@@ -227,7 +234,23 @@ def _record_filtered(uri, mf, duration):
 
 
 def _user_list(text):
-    return [u.strip() for u in text.split(",") if u.strip()] if text else None
+    """Users as people type them: ``1-11``, ``12-20,22``, ``Participant3``, ``synth004``.
+
+    A range ``A-B`` of whole numbers expands to A..B inclusive; anything else is one user.
+    """
+    if not text:
+        return None
+    out = []
+    for item in (u.strip() for u in text.split(",")):
+        first, dash, last = item.partition("-")
+        if dash and first.strip().isdigit() and last.strip().isdigit():
+            a, b = int(first), int(last)
+            if a > b:
+                raise click.BadParameter(f"range {item!r} runs backwards; write {b}-{a}")
+            out.extend(str(i) for i in range(a, b + 1))
+        elif item:
+            out.append(item)
+    return out
 
 
 @click.command("eval")
@@ -237,16 +260,18 @@ def _user_list(text):
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Dataset folder.")
 @click.option("--users", default=None,
-              help="Comma-separated users for leave-one-user-out (3DC: 1,2,... or "
-                   "Participant1,...; synth: indices).")
+              help="Users for leave-one-user-out, comma-separated, ranges allowed (3DC: "
+                   "1-11 or Participant1,...; synth: indices such as 12-20,22).")
 @click.option("--folds", type=int, default=None,
               help="With --users: k-fold instead of leave-one-out (k source models; each "
                    "user is still scored by a model that never saw them).")
-@click.option("--train-users", default=None, help="Train the source model once on these...")
+@click.option("--train-users", default=None,
+              help="Train the source model once on these (ranges allowed, e.g. 1-11)...")
 @click.option("--test-users", default=None, help="...and adapt to each of these.")
 @click.option("--rows", default=None,
-              help="Comma-separated subset of: upper-bound, source-only, ssa, ssp, emg-up, "
-                   "adabn, shot-im, pseudo-label (default all).")
+              help="Comma-separated subset of: upper-bound, source-only, lda, lda-zscore, "
+                   "lda-kmeans, adabn, ssa, ssp, emg-up, shot-im, pseudo-label, emg-up+ "
+                   "(default all).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               default=Path("eval-results"), show_default=True,
               help="Folder for results.json, per_user.csv and results.md.")
@@ -289,8 +314,9 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
 
     torch.set_num_threads(threads)
     if model_path is not None:
-        if users is not None or train_users is not None or test_users is None:
-            raise click.UsageError("--model adapts a trained model: give --test-users only")
+        if users is not None or test_users is None:
+            raise click.UsageError("--model adapts a trained model: give --test-users (and "
+                                   "--train-users for the classical rows)")
     elif (users is None) == (train_users is None and test_users is None):
         raise click.UsageError("give --users (leave-one-out) or --train-users and --test-users")
     elif users is None and (train_users is None or test_users is None):
@@ -333,7 +359,7 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
                 f"labels are {classes}")
         prep, classes, source = model_file.preprocessing, model_file.class_names, \
             load_model(model_file).eval()
-        train, test, loo = [], resolve(_user_list(test_users)), False
+        train, test, loo = resolve(_user_list(train_users) or []), resolve(_user_list(test_users)), False
     elif users:
         train, test, loo = resolve(_user_list(users)), resolve(_user_list(users)), True
     else:
@@ -366,7 +392,7 @@ def eval_(dataset, root, users, folds, train_users, test_users, rows, output, so
                           folds=folds, source=source)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
-    paths = write_results(result, output)
+    paths = write_results(result, output, classes)
     click.echo(markdown_table(result))
     click.echo("")
     click.echo(per_user_table(result))
