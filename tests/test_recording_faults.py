@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import h5py
 import numpy as np
 import pylsl
 import pytest
@@ -173,3 +174,19 @@ def test_non_finite_chunks_are_marked_and_recording_goes_on(tmp_path, unique_id)
                              for d in rec.dropped])
     np.testing.assert_array_equal(marked, np.flatnonzero(~kept))
     assert final.faults == {"rejected_samples": rejected}
+
+
+def test_rows_past_the_last_finished_flush_are_not_read(tmp_path):
+    """A writer killed between a flush of rows and the flush that records their number
+    (or a reader that came in between) leaves rows HDF5 may have half written: an
+    incomplete file is read up to ``flushed_samples``; a complete one whole."""
+    path = _write(tmp_path / "rec.h5", seconds=1.0, channels=2)
+    with h5py.File(path, "r+") as f:  # as the writer leaves it mid-flush
+        f["emgstream"].attrs["complete"] = False
+        f["emgstream"].attrs["flushed_samples"] = 1500
+    rec = read_recording(path)
+    assert rec.n_samples == rec.meta["total_samples"] == 1500
+    np.testing.assert_array_equal(rec.time, np.arange(1500) / RATE)
+    with h5py.File(path, "r+") as f:
+        f["emgstream"].attrs["complete"] = True
+    assert read_recording(path).n_samples == 2000

@@ -246,7 +246,7 @@ def test_missing_file():
         read_recording("/nonexistent/rec.h5")
 
 
-def test_swmr_reader_sees_data_while_writing(tmp_path):
+def test_another_process_reads_what_was_flushed_while_writing(tmp_path):
     path = tmp_path / "live.h5"
     w = RecordingWriter(path, _info(), flush_interval=0.3)
     try:

@@ -8,7 +8,8 @@ Layout (``../shared/data/emg2pose/README.md``; Meta's tools read only the first 
                                       start, end (Unix seconds, float)
     /emg2pose/timeseries       compound (T,): time f8, [joint_angles f8 (20,)], emg f4 (C,)
     /emgstream                 attrs: format_version, device (JSON StreamInfo),
-                                      filters (JSON), unix_minus_lsl, complete
+                                      filters (JSON), unix_minus_lsl, complete,
+                                      flushed_samples
     /emgstream/labels          int16 (T,), -1 = unlabelled; attr class_names (JSON list)
     /emgstream/markers         compound: time f8, text (UTF-8, at most 255 bytes)
     /emgstream/dropped         compound: time f8, count i8
@@ -28,7 +29,11 @@ version 3 (``libver=("earliest", "v108")``), written without SWMR and without fi
 killed recording then opens in plain ``h5py.File(path, "r")``, HDFView, MATLAB or emg2pose's
 loader, where SWMR (which needs superblock 3) would leave its "open for write" flag set
 until ``h5clear``. Other processes can read the file while it is being written; what they
-see is the last flush. Files of format 1 (written in SWMR mode) still read, killed or not.
+see is the last flush. Without SWMR nothing orders HDF5's writes within a flush, so
+``flushed_samples`` is set in a flush of its own after the rows' flush, and a reader of an
+incomplete file reads no further: rows a flush left half written (caught by a concurrent
+reader or a kill) are never read. Files of format 1 (written in SWMR mode) still read,
+killed or not.
 
 Reading checks the file size against the end-of-file address its superblock records before
 HDF5 touches the file: a truncated file (an interrupted copy) is refused with a clear error,
@@ -284,6 +289,13 @@ def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> R
                              f"holds {n_channels} channels")
 
     total = ts.shape[0]
+    ours = f.get("emgstream")
+    if isinstance(ours, h5py.Group) and not _plain(ours.attrs.get("complete", True)):
+        # being written, or its writer was killed: rows past the last finished flush may
+        # be half written (see RecordingWriter.flush)
+        flushed = _plain(ours.attrs.get("flushed_samples"))
+        if isinstance(flushed, int) and 0 <= flushed < total:
+            total = flushed
     stop = total if stop is None else stop
     if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer))
             and 0 <= start <= stop <= total):
@@ -306,7 +318,6 @@ def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> R
                 total_samples=total, start_index=start)
     rec = Recording(emg=emg, time=timestamps, sample_rate=sample_rate, joint_angles=pose,
                     meta=meta)
-    ours = f.get("emgstream")
     if isinstance(ours, h5py.Group):
         _read_extras(ours, rec, where, start, stop, total)
     return rec
@@ -488,6 +499,7 @@ class RecordingWriter:
             ours.attrs["filters"] = json.dumps(filters)
             ours.attrs["unix_minus_lsl"] = self._unix_minus_lsl
             ours.attrs["complete"] = False
+            ours.attrs["flushed_samples"] = 0
             if self._class_names is not None:
                 labels = ours.create_dataset("labels", shape=(0,), maxshape=(None,),
                                              dtype="<i2", chunks=(8192,))
@@ -635,6 +647,11 @@ class RecordingWriter:
                 self._n_events[name] = written + len(rows)
                 pending.clear()
         f.flush()
+        if f["emgstream"].attrs["flushed_samples"] != self._n_written:
+            # Only after the rows are on disk, in a flush of its own: a reader (or a kill)
+            # that catches the flush above half done reads no row it did not finish.
+            f["emgstream"].attrs["flushed_samples"] = self._n_written
+            f.flush()
         self._last_flush = time.monotonic()
 
     def maybe_flush(self) -> None:
