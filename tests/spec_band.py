@@ -108,6 +108,7 @@ class SpecBand:
         self._master = self._slave = -1
         self._thread: threading.Thread | None = None
         self._first_start: float | None = None
+        self._hushed = False
         self._run_id = -1
         self._reboot()
 
@@ -123,6 +124,11 @@ class SpecBand:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._close_port()
+
+    def hush(self) -> None:
+        """Make no more frames (as STOP would): the host can then drain what was sent."""
+        with self._lock:
+            self._hushed = True
 
     def unplug(self) -> None:
         with self._lock:
@@ -256,6 +262,8 @@ class SpecBand:
 
     def _due_frames(self) -> bytes:
         out = b""
+        if self._hushed:
+            return out
         now = local_clock()
         period = self.per_frame / self.rate
         while self._t0 + (self._since_start + 1) * period <= now:
@@ -298,3 +306,27 @@ class SpecBand:
             return b""
         wire, self._held = b"".join(self._held) + wire, []
         return wire
+
+
+def record_band(band: SpecBand, path: Path, seconds: float, query: str = "", actions=()):
+    """Record the band through ``serial://`` into ``path`` for ``seconds``; ``actions`` are
+    ``(at, fn)`` run meanwhile. Returns the final :class:`RecordStatus`, every status and
+    the source's stats; a source error propagates after the file is closed."""
+    from emgstream.io import RecordingWriter, record_source
+    from emgstream.sources import open_source
+
+    statuses = []
+    stop = threading.Event()
+    timers = [threading.Timer(at, fn) for at, fn in actions]
+    timers.append(threading.Timer(seconds, stop.set))
+    with open_source(f"serial://{band.link}{query}") as src, \
+            RecordingWriter(path, src.info) as writer:
+        for timer in timers:
+            timer.start()
+        try:
+            final = record_source(src, writer, stop=stop, on_status=statuses.append,
+                                  status_interval=0.1)
+        finally:
+            for timer in timers:
+                timer.cancel()
+        return final, statuses, src.stats

@@ -11,17 +11,14 @@ enter.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from emgstream.cli import main
-from emgstream.io import RecordingWriter, read_recording, record_source
-from emgstream.sources import open_source
+from emgstream.io import read_recording
 from emgstream.sources.serial import _DeviceClock
-from spec_band import Faults, SpecBand
+from spec_band import Faults, SpecBand, record_band
 
 RATE = 1000
 FRAME = 10  # samples per frame: 100 frames per second
@@ -33,25 +30,10 @@ CLEAN_SPREAD = 0.008
 
 
 def record(tmp_path, band: SpecBand, seconds: float, query: str = "", actions=()):
-    """Record the band for ``seconds``; ``actions`` are ``(at, fn)`` run meanwhile.
-    Returns the recording, the final status, every status and the source's stats."""
-    path = tmp_path / "rec.h5"
-    statuses = []
-    stop = threading.Event()
-    timers = [threading.Timer(at, fn) for at, fn in actions]
-    timers.append(threading.Timer(seconds, stop.set))
-    with open_source(f"serial://{band.link}{query}") as src, \
-            RecordingWriter(path, src.info) as writer:
-        for timer in timers:
-            timer.start()
-        try:
-            final = record_source(src, writer, stop=stop, on_status=statuses.append,
-                                  status_interval=0.1)
-        finally:
-            for timer in timers:
-                timer.cancel()
-        stats = src.stats
-    return read_recording(path), final, statuses, stats
+    """Record the band; the recording read back, the final status, every status and the
+    source's stats."""
+    final, statuses, stats = record_band(band, tmp_path / "rec.h5", seconds, query, actions)
+    return read_recording(tmp_path / "rec.h5"), final, statuses, stats
 
 
 def check_samples(band: SpecBand, rec):
