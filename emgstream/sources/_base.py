@@ -8,6 +8,7 @@ LSL clock (``pylsl.local_clock()`` base) whatever the transport.
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 import threading
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ class DroppedSpan:
     count: int
 
 
+_MAX_UNDRAINED_FAULTS = 10_000
+
 #: What a :class:`FaultEvent` can be: each is also a counter of :class:`SourceStats`.
 FAULT_KINDS = ("corrupt_frames", "resyncs", "duplicate_frames", "restarts", "stalls",
                "reconnects")
@@ -111,7 +114,10 @@ class SourceStats:
     stalls: int = 0  #: times data stopped for longer than the source's stall threshold
     stalled: float = 0.0  #: seconds without data while stalled now, else 0
     drops: list[DroppedSpan] = field(default_factory=list, repr=False)
-    faults: list[FaultEvent] = field(default_factory=list, repr=False)
+    #: undrained fault events; a consumer that never drains them (a bridge) keeps only the
+    #: newest, the counters above stay exact
+    faults: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=_MAX_UNDRAINED_FAULTS), repr=False)
 
 
 class Source(abc.ABC):
@@ -174,7 +180,7 @@ class Source(abc.ABC):
         """A copy of the counters (``drops`` and ``faults`` are not copied: use
         :meth:`drain_drops` and :meth:`drain_faults`)."""
         with self._stats_lock:
-            return dataclasses.replace(self._stats, drops=[], faults=[])
+            return dataclasses.replace(self._stats, drops=[], faults=collections.deque())
 
     def drain_drops(self) -> list[DroppedSpan]:
         """Return and forget the dropped spans recorded since the last call."""
@@ -185,7 +191,8 @@ class Source(abc.ABC):
     def drain_faults(self) -> list[FaultEvent]:
         """Return and forget the fault events recorded since the last call."""
         with self._stats_lock:
-            faults, self._stats.faults = self._stats.faults, []
+            faults = list(self._stats.faults)
+            self._stats.faults.clear()
             return faults
 
     def __enter__(self) -> "Source":
