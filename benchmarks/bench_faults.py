@@ -99,20 +99,9 @@ def clock_case() -> dict:
     """The clock map on 90 s of simulated arrivals with a 1.5 s host stall at 10 s (the
     scenario of tests/test_serial_faults.py, counters from 0 so old code runs it too)."""
     from emgstream.sources.serial import _DeviceClock
+    from spec_band import worst_clock_error
 
-    rate, n = 2000, 20
-    rng = np.random.default_rng(3)
-    clock = _DeviceClock(float(rate))
-    period = n / rate / (1 + 40e-6)
-    worst = 0.0
-    for k in range(int(90 / period)):
-        due = 1000.0 + (k + 1) * period
-        arrival = due + 1e-4 + rng.exponential(3e-4)
-        if 10.0 <= due - 1000.0 < 11.5:
-            arrival = 1011.5 + 1e-4 + (k - int(10.0 / period)) * 2e-6
-        stamps = clock.stamp(k * n, n, arrival)
-        if k * period > 5.0:
-            worst = max(worst, abs(stamps[-1] - due - 1e-4))
+    worst = worst_clock_error(_DeviceClock(2000.0))
     return dict(fault="clock map, 90 s simulated, 1.5 s host stall then burst", sent="-",
                 recorded="-", **{"counted bad": "-", "time shift": _seconds(worst),
                                  "outcome": "worst timestamp error after the first 5 s"})

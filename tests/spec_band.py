@@ -330,3 +330,23 @@ def record_band(band: SpecBand, path: Path, seconds: float, query: str = "", act
             for timer in timers:
                 timer.cancel()
         return final, statuses, src.stats
+
+
+def worst_clock_error(clock, first_counter: int = 0) -> float:
+    """Feed a clock map (``stamp(first, n, arrival)``) 90 s of simulated 2 kHz frames of 20
+    samples: 0.1 ms transport delay plus exponential jitter (mean 0.3 ms), a crystal 40 ppm
+    fast, and at 10 s a host that stops reading for 1.5 s, then takes the frames in a burst.
+    Returns the worst error of a frame's last stamp once the map has settled (after 5 s)."""
+    rate, n = 2000, 20
+    rng = np.random.default_rng(3)
+    period = n / rate / (1 + 40e-6)
+    worst = 0.0
+    for k in range(int(90 / period)):
+        due = 1000.0 + (k + 1) * period  # the frame's last sample, true time
+        arrival = due + 1e-4 + rng.exponential(3e-4)
+        if 10.0 <= due - 1000.0 < 11.5:  # not read: it comes with the burst at 11.5 s
+            arrival = 1011.5 + 1e-4 + (k - int(10.0 / period)) * 2e-6
+        stamps = clock.stamp(first_counter + k * n, n, arrival)
+        if k * period > 5.0:
+            worst = max(worst, abs(stamps[-1] - due - 1e-4))
+    return worst
