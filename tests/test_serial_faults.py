@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from emgstream.cli import main
 from emgstream.io import read_recording
+from emgstream.sources import SourceError
 from emgstream.sources.serial import _DeviceClock
 from spec_band import Faults, SpecBand, record_band, worst_clock_error
 
@@ -159,6 +160,20 @@ def test_pause_beyond_the_stall_time_is_waited_out(tmp_path):
     assert faults_of(rec) == {"stalls": 1} and stats.stalled == 0
     assert max(s.stalled for s in statuses) > 1.5
     assert np.ptp(error) <= CLEAN_SPREAD
+
+
+def test_giving_up_after_the_timeout_keeps_everything_recorded(tmp_path):
+    """A band silent for longer than ``timeout``: the stream ends with a clear error, the
+    file keeps every sample before the silence and the stall that ended it."""
+    with SpecBand(tmp_path / "band", rate=RATE, per_frame=FRAME,
+                  faults=Faults(pause=(0.5, 60.0))) as band:
+        with pytest.raises(SourceError, match=r"sent no data for 1\.5 s"):
+            record(tmp_path, band, 10.0, query="?stall=0.3&timeout=1.5")
+    rec = read_recording(tmp_path / "rec.h5")
+    made, counters, error = check_samples(band, rec)
+    assert rec.n_samples == samples(made, "sent") >= 400
+    assert faults_of(rec) == {"stalls": 1} and rec.meta["complete"] is True
+    assert rec.faults[0].time == pytest.approx(rec.time[-1], abs=0.05)
 
 
 def test_unplug_and_replug_reopens_the_port_and_records_the_gap(tmp_path):

@@ -856,8 +856,13 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
                     on_status(dataclasses.replace(status, faults=dict(status.faults)))
             if done:
                 break
-    finally:
-        _drain(source, writer, status)
+    except BaseException:
+        try:  # what the source reported before it gave up belongs in the file
+            _drain(source, writer, status)
+        except Exception:  # the writer itself failed: the first error is the one to report
+            logger.exception("could not record the last drops and faults")
+        raise
+    _drain(source, writer, status)
     status.elapsed = time.monotonic() - t0
     return status
 
