@@ -370,7 +370,8 @@ class SerialSource(Source):
                                      expected_format=device.sample_format)
         self._seen = (0, 0)  # the decoder's corrupt frames and resyncs already counted
         self._largest = device.samples_per_frame  # samples in a frame, at most
-        # (next counter, next sequence number or None, LSL time it cannot come before)
+        # (next counter, next sequence number or None, LSL time before which that sample
+        # was not taken, give or take _AHEAD_S: the counter cannot run ahead of the clock)
         self._expected: tuple[int, int | None, float] = (0, None, clock())
         self._fresh = True  # nothing accepted since START
         self._last_start = clock()
@@ -428,8 +429,8 @@ class SerialSource(Source):
 
     def _continues(self, frame: DataFrame, arrival: float, counter: int,
                    sequence: int | None, since: float) -> bool:
-        """Could ``frame`` come next in a stream whose next sample is ``counter``, next frame
-        ``sequence`` (None: unknown), neither sent before LSL time ``since``?"""
+        """Could ``frame`` come next in a stream whose next sample is ``counter`` (not taken
+        before LSL time ``since``) and next frame ``sequence`` (None: unknown)?"""
         gap = frame.first_sample - counter
         ahead = (arrival - since + _AHEAD_S) * self._info.sample_rate * (1 + MAX_RATE_ERROR)
         if not 0 <= gap <= ahead + self._largest:
