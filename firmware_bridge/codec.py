@@ -323,14 +323,19 @@ class FrameDecoder:
     expected_channels : int | None
         When set, DATA frames with another channel count are rejected as corrupt (a device
         must not change its channel count without announcing it in DEVICE_INFO).
+    expected_format : SampleFormat | None
+        When set, DATA frames in another sample format are rejected as corrupt, for the same
+        reason: DEVICE_INFO is the contract the stream was opened on.
 
     Counters (read any time): ``frames`` accepted, ``corrupt_frames`` (frame CRC failed or a
     checked frame had a malformed body), ``resyncs`` (runs of skipped bytes before a valid
     frame), ``skipped_bytes``.
     """
 
-    def __init__(self, expected_channels: int | None = None) -> None:
+    def __init__(self, expected_channels: int | None = None,
+                 expected_format: SampleFormat | None = None) -> None:
         self.expected_channels = expected_channels
+        self.expected_format = None if expected_format is None else SampleFormat(expected_format)
         self.frames = 0
         self.corrupt_frames = 0
         self.resyncs = 0
@@ -346,6 +351,14 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
+
+    def _check_announced(self, frame: DataFrame) -> None:
+        if self.expected_channels is not None and frame.n_channels != self.expected_channels:
+            raise CodecError(f"DATA frame has {frame.n_channels} channels, the device "
+                             f"announced {self.expected_channels}")
+        if self.expected_format is not None and frame.sample_format != self.expected_format:
+            raise CodecError(f"DATA frame is in sample format {frame.sample_format.name}, the "
+                             f"device announced {self.expected_format.name}")
 
     def _skip(self, count: int) -> None:
         if count:
@@ -395,10 +408,8 @@ class FrameDecoder:
                 continue
             try:
                 decoded = decode_body(frame[3], memoryview(frame)[HEADER_SIZE:])
-                if isinstance(decoded, DataFrame) and self.expected_channels is not None \
-                        and decoded.n_channels != self.expected_channels:
-                    raise CodecError(f"DATA frame has {decoded.n_channels} channels, the "
-                                     f"device announced {self.expected_channels}")
+                if isinstance(decoded, DataFrame):
+                    self._check_announced(decoded)
             except CodecError as err:
                 self.corrupt_frames += 1
                 logger.warning("rejected a frame with valid CRC: %s", err)

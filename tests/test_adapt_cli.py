@@ -38,7 +38,7 @@ def model_path(tmp_path):
 
 
 def test_calibrate_from_recording(tmp_path, model_path):
-    rec = _recording(tmp_path / "rec.h5", 4, 500.0, 5.0)
+    rec = _recording(tmp_path / "rec.h5", 4, 500.0, 26.0)  # the 512 windows it needs
     out = tmp_path / "bob.emgm"
     result = CliRunner().invoke(main, ["calibrate", "--model", str(model_path), "--user", "bob",
                                        "--from", str(rec), "-o", str(out), "--xi", "0.0",
@@ -75,10 +75,10 @@ def test_calibrate_from_simulated_source(tmp_path, model_path):
     out = tmp_path / "sim.emgm"
     result = CliRunner().invoke(main, ["calibrate", "sim://?channels=4&rate=500&realtime=0",
                                        "--model", str(model_path), "--user", "sim",
-                                       "--duration", "6", "-o", str(out), "--method", "ssp",
+                                       "--duration", "26", "-o", str(out), "--method", "ssp",
                                        "--xi", "0.0", "--n-consecutive", "1"])
     assert result.exit_code == 0, result.output
-    assert "windows from 6.0 s of EMG" in result.output
+    assert "windows from 26.0 s of EMG" in result.output
     assert load_model_file(out).provenance["personalized_for"] == "sim"
 
 

@@ -132,6 +132,16 @@ def test_channel_count_checked_against_device():
     assert len(out) == 1 and out[0].n_channels == 16 and decoder.corrupt_frames == 1
 
 
+def test_sample_format_checked_against_device(caplog):
+    counts = np.arange(40).reshape(20, 2)
+    int16 = codec.encode_data(counts, 0, 0, codec.ADS1299_SCALE, SampleFormat.INT16)
+    int24 = codec.encode_data(counts, 1, 20, codec.ADS1299_SCALE, SampleFormat.INT24)
+    decoder = FrameDecoder(expected_channels=2, expected_format=SampleFormat.INT24)
+    out = decoder.feed(int16 + int24)
+    assert [f.first_sample for f in out] == [20] and decoder.corrupt_frames == 1
+    assert "sample format INT16, the device announced INT24" in caplog.text
+
+
 def test_device_info_and_commands_round_trip():
     info = DeviceInfo(n_channels=3, sample_rate=4000, sample_format=SampleFormat.INT16,
                       scale=float(np.float32(0.25)), samples_per_frame=40,

@@ -128,6 +128,7 @@ def test_recovers_when_outlet_comes_back(unique_id, caplog):
         while "stalled" not in caplog.text and time.monotonic() < deadline:
             assert len(src.read(0.1)[0]) == 0
         assert "stalled" in caplog.text
+        assert src.stats.stalls == 1 and src.stats.stalled > 0.3  # for record's status line
         outlet = _outlet(unique_id)   # same source id: liblsl re-resolves it
         second = np.full((100, 4), 2.0, np.float32)
         pushed = threading.Event()
@@ -144,7 +145,10 @@ def test_recovers_when_outlet_comes_back(unique_id, caplog):
         pusher.join()
         np.testing.assert_array_equal(got, second)
         stats = src.stats
-        assert stats.reconnects == 1
+        assert stats.reconnects == 1 and stats.stalled == 0
+        faults = src.drain_faults()  # with their times, for the recording
+        assert [f.kind for f in faults] == ["stalls", "reconnects"]
+        assert t_first < faults[0].time < faults[1].time <= pylsl.local_clock()
         # the time in between is known to be missing, and reported as a drop
         assert stats.dropped_samples > 0.1 * RATE
         drops = src.drain_drops()

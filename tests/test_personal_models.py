@@ -53,7 +53,7 @@ def test_a_missing_source_model_is_named(home, tmp_path):
         personal_model_path("ann", tmp_path / "nothing.emgm")
 
 
-def _recording(path, seconds=4.0, rate=500.0, n_channels=4):
+def _recording(path, seconds=26.0, rate=500.0, n_channels=4):  # calibrate needs 512 windows
     rng = np.random.default_rng(0)
     n = int(seconds * rate)
     emg = (rng.standard_normal((n, n_channels)) * 30).astype(np.float32)
@@ -92,7 +92,7 @@ def test_calibrate_defaults_to_the_shipped_model(home, tmp_path):
     shipped = default_model_path()
     if shipped is None:
         pytest.skip("no shipped model in this installation")
-    rec = _recording(tmp_path / "rec.h5", seconds=2.0, rate=2000.0, n_channels=16)
+    rec = _recording(tmp_path / "rec.h5", seconds=11.0, rate=2000.0, n_channels=16)
     result = CliRunner().invoke(main, ["calibrate", "--user", "ann", "--from", str(rec),
                                        "--method", "adabn"])
     assert result.exit_code == 0, result.output

@@ -97,7 +97,9 @@ def _lsl_outlet(uid, channels=16, rate=2000.0):
     return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
 
 
-def test_nan_chunk_over_lsl_is_rejected_and_the_stream_goes_on(model, unique_id):
+def test_nan_chunk_over_lsl_is_rejected_and_the_stream_goes_on(model, unique_id, tmp_path):
+    from emgstream.io import read_recording
+
     outlet = _lsl_outlet(unique_id)
     source = open_source(f"lsl://source_id={unique_id}?timeout=5")
     pipeline = Pipeline(source, model, _every_hop())
@@ -105,6 +107,7 @@ def test_nan_chunk_over_lsl_is_rejected_and_the_stream_goes_on(model, unique_id)
     pipeline.subscribe(events.append)
     rng = np.random.default_rng(0)
     with pipeline:
+        pipeline.start_recording(tmp_path / "rec.h5")
         deadline = time.monotonic() + 5
         while not outlet.have_consumers() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -125,6 +128,12 @@ def test_nan_chunk_over_lsl_is_rejected_and_the_stream_goes_on(model, unique_id)
     assert stats.samples == 75 * 40 - stats.rejected_samples
     assert events and events[-1].sample_index > 40 * 31
     assert all(np.isfinite(e.probabilities).all() for e in events)
+    # recorded as `record` does: the chunk marked (dropped span, rejected_samples), not stored
+    rec = read_recording(tmp_path / "rec.h5")
+    assert rec.n_samples == stats.samples and np.isfinite(rec.emg).all()
+    assert [(f.kind, f.count) for f in rec.faults] == [("rejected_samples",
+                                                       stats.rejected_samples)]
+    assert [d.count for d in rec.dropped] == [stats.rejected_samples]
 
 
 def test_stop_joins_every_thread_and_is_idempotent(model, tmp_path):

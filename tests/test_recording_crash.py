@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import h5py
 import numpy as np
 import pytest
 
@@ -72,6 +73,9 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
         proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    # plain HDF5, as HDFView, MATLAB or emg2pose's loader open it (no SWMR flag left set)
+    with h5py.File(path, "r") as f:
+        assert f["emg2pose/timeseries"].shape[0] > 0
     rec = read_recording(path)
     assert rec.meta["complete"] is False
     assert rec.n_samples >= (elapsed - 1.0) * RATE, (rec.n_samples, elapsed, lines.log)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from emgstream.io import Recording, RecordingError, RecordingWriter, read_recording
-from emgstream.sources import DroppedSpan, StreamInfo
+from emgstream.sources import DroppedSpan, FaultEvent, StreamInfo
 
 CLASSES = ["rest", "fist", "open"]
 
@@ -45,6 +45,7 @@ def test_round_trip_all_fields(tmp_path):
             w.append(samples, ts, joint_angles=pose, labels=lab)
         w.add_marker(100.5, "cue: fist ✊")
         w.add_dropped(101.0, 7)
+        w.add_fault(101.5, "corrupt_frames", 2)
         assert "1234 samples" in repr(w)
     rec = read_recording(path)
     assert isinstance(rec, Recording)
@@ -56,12 +57,13 @@ def test_round_trip_all_fields(tmp_path):
     assert rec.class_names == CLASSES
     assert rec.markers == [(100.5, "cue: fist ✊")]
     assert rec.dropped == [DroppedSpan(101.0, 7)]
+    assert rec.faults == [FaultEvent(101.5, "corrupt_frames", 2)]
     assert rec.sample_rate == 500.0 and rec.n_channels == 4
     m = rec.meta
     assert (m["user"], m["session"], m["stage"], m["side"]) == ("u7", "s3", "fist", "left")
     assert m["num_channels"] == 4 and m["filename"] == "rec"
     assert m["device"]["device_id"] == "dev-1" and m["filters"] == {"bandpass": [20, 450]}
-    assert m["complete"] is True and m["format_version"] == 1
+    assert m["complete"] is True and m["format_version"] == 2
     # start/end are Unix seconds of the first and last sample
     assert m["end"] - m["start"] == pytest.approx(rec.time[-1] - rec.time[0], abs=1e-6)
     assert "1234 samples" in repr(rec) and "pose" in repr(rec)
@@ -244,7 +246,7 @@ def test_missing_file():
         read_recording("/nonexistent/rec.h5")
 
 
-def test_swmr_reader_sees_data_while_writing(tmp_path):
+def test_another_process_reads_what_was_flushed_while_writing(tmp_path):
     path = tmp_path / "live.h5"
     w = RecordingWriter(path, _info(), flush_interval=0.3)
     try:

@@ -6,7 +6,7 @@ so they never hold the GIL that the acquisition and inference threads need, and 
 the window can simply end the process.
 
 Steps: copy the last ``MINUTES`` of ``RECORDING`` (which may still be being written: the
-reader opens it in SWMR mode) to a file beside it, then run ``emgstream calibrate`` on that
+reader sees its last flush) to a file beside it, then run ``emgstream calibrate`` on that
 copy, which writes the personalized model file ``OUTPUT``.
 """
 

@@ -119,21 +119,31 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     except ModelFileError as err:
         raise click.BadParameter(str(err), param_hint="--model") from err
     prep = mf.preprocessing
-    if recording is not None:
-        filtered = _filtered_recording(recording, mf)
-    else:
+    config = _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed)
+    # The collapse guard judges every epoch on up to guard_windows of the user's windows;
+    # fewer hold one gesture or a stretch of rest, and it rolls back epoch after epoch.
+    need = config.guard_windows
+    need_s = (prep.window + (need - 1) * prep.hop) / prep.sample_rate
+    needed = (f"calibration needs at least {need_s:.1f} s of EMG ({need} windows of "
+              f"{prep.window / prep.sample_rate:g} s every {prep.hop / prep.sample_rate:g} s)")
+    if recording is None:
+        if not (duration > 0 and np.isfinite(duration)):
+            raise click.BadParameter(f"must be a positive number of seconds, got {duration:g}",
+                                     param_hint="--duration")
+        if duration < need_s:
+            raise click.BadParameter(f"{duration:g} s is too little: {needed}",
+                                     param_hint="--duration")
         filtered = _record_filtered(source, mf, duration)
+    else:
+        filtered = _filtered_recording(recording, mf)
     seconds = len(filtered) / prep.sample_rate
     ends = np.arange(prep.window, len(filtered) + 1, prep.hop)
-    if len(ends) < 2:
-        raise click.ClickException(
-            f"only {seconds:.2f} s of EMG; a model window is {prep.window / prep.sample_rate:g} s"
-            f" and calibration needs many windows (use --duration 60 or more)")
+    if len(ends) < need:
+        raise click.ClickException(f"only {seconds:.2f} s of EMG ({len(ends)} windows); {needed}")
     windows = np.ascontiguousarray(
         np.lib.stride_tricks.sliding_window_view(filtered, prep.window, axis=0)[ends - prep.window])
     click.echo(f"{len(windows)} windows from {seconds:.1f} s of EMG "
                f"({prep.n_channels} ch @ {prep.sample_rate:g} Hz)")
-    config = _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed)
     with tqdm(total=total_steps(method, len(windows), config), desc=f"calibrate ({method})",
               unit="step") as bar:
         adapted, report = adapt(model, windows, None, method, config, bar.update)

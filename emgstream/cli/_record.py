@@ -27,14 +27,31 @@ def record(source: str, output: str, duration: float | None, user: str, session:
     """Record SOURCE (a URI such as lsl://name=EMG, serial:///dev/ttyUSB0,
     replay://rec.h5, sim://?channels=16) to FILE.
 
-    Raw, unfiltered samples are written with their LSL timestamps and a record of dropped
-    samples. The file is flushed every half second and readable while recording; Ctrl-C or
-    SIGTERM finishes it cleanly. A status line on stderr shows the effective rate, drops,
-    elapsed time and the RMS level of each channel.
+    Raw, unfiltered samples are written with their LSL timestamps, a record of dropped
+    samples and of faults (bad frames, resyncs, device restarts, stalls, reconnects, chunks
+    with non-finite values, which are marked instead of stored). The file is flushed every
+    half second and readable while recording; Ctrl-C or SIGTERM finishes it cleanly, and a
+    killed recording keeps all but its last second. A status line on stderr shows the
+    effective rate, drops, faults, elapsed time and the RMS level of each channel, or how long
+    the source has been silent while it is waited for.
     """
+    from pathlib import Path
+
+    from .._checks import check_positive_float
     from ..io.recording import RecordingWriter, record_source
     from ..sources import SourceError, open_source
 
+    # bad arguments are refused before the device is opened or a file is made
+    if duration is not None:
+        try:
+            check_positive_float(duration, "duration")
+        except ValueError:
+            raise click.BadParameter(f"must be a positive number of seconds, got {duration:g}",
+                                     param_hint="--duration") from None
+    folder = Path(output).parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"the folder {str(folder)!r} does not exist",
+                                 param_hint="-o/--output")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -55,12 +72,20 @@ def record(source: str, output: str, duration: float | None, user: str, session:
             signal.signal(sig, handler)
         if status_line is not None:
             status_line.end()
+    faults = "".join(f", {kind} {count}" for kind, count in sorted(final.faults.items()))
     click.echo(f"wrote {final.samples} samples ({final.samples / info.sample_rate:.2f} s, "
-               f"{final.dropped} dropped) to {output}", err=True)
+               f"{final.dropped} dropped{faults}) to {output}", err=True)
 
 
 class _StatusLine:
-    """Rewrites one stderr line: elapsed, rate, drops, backlog, per-channel RMS (µV)."""
+    """Rewrites one stderr line: elapsed, rate, drops, faults, backlog, per-channel RMS (µV);
+    while the source is silent, how long it has been."""
+
+    # faults always shown (0 says "none"), then those shown once they occur
+    _ALWAYS = (("corrupt_frames", "bad frames"), ("resyncs", "resyncs"),
+               ("restarts", "restarts"))
+    _ONCE_SEEN = (("duplicate_frames", "duplicates"), ("stalls", "stalls"),
+                  ("reconnects", "reconnects"), ("rejected_samples", "rejected"))
 
     def __init__(self) -> None:
         self._shown = False
@@ -68,13 +93,20 @@ class _StatusLine:
     def __call__(self, status) -> None:
         import numpy as np
 
-        rms = status.rms
-        if len(rms) <= 16:
-            levels = " ".join(f"{v:.0f}" for v in rms)
+        faults = "  ".join(f"{label} {status.faults.get(kind, 0)}"
+                           for kind, label in self._ALWAYS + self._ONCE_SEEN
+                           if (kind, label) in self._ALWAYS or status.faults.get(kind))
+        if status.stalled:
+            tail = f"NO DATA for {status.stalled:.1f} s: waiting for the source to come back"
         else:
-            levels = f"min {rms.min():.0f} median {np.median(rms):.0f} max {rms.max():.0f}"
+            rms = status.rms
+            if len(rms) <= 16:
+                levels = " ".join(f"{v:.0f}" for v in rms)
+            else:
+                levels = f"min {rms.min():.0f} median {np.median(rms):.0f} max {rms.max():.0f}"
+            tail = f"RMS µV: {levels}"
         line = (f"{status.elapsed:7.1f} s  {status.rate:8.1f} Hz  {status.samples} samples  "
-                f"dropped {status.dropped}  backlog {status.backlog}  RMS µV: {levels}")
+                f"dropped {status.dropped}  {faults}  backlog {status.backlog}  {tail}")
         sys.stderr.write("\r\x1b[2K" + line if sys.stderr.isatty() else line + "\n")
         sys.stderr.flush()
         self._shown = True

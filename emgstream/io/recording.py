@@ -8,20 +8,37 @@ Layout (``../shared/data/emg2pose/README.md``; Meta's tools read only the first 
                                       start, end (Unix seconds, float)
     /emg2pose/timeseries       compound (T,): time f8, [joint_angles f8 (20,)], emg f4 (C,)
     /emgstream                 attrs: format_version, device (JSON StreamInfo),
-                                      filters (JSON), unix_minus_lsl, complete
+                                      filters (JSON), unix_minus_lsl, complete,
+                                      flushed_samples
     /emgstream/labels          int16 (T,), -1 = unlabelled; attr class_names (JSON list)
     /emgstream/markers         compound: time f8, text (UTF-8, at most 255 bytes)
     /emgstream/dropped         compound: time f8, count i8
+    /emgstream/faults          compound: time f8, kind (ASCII, 16 bytes), count i8
 
 ``time`` is on the LSL clock (the contract of every source); ``unix_minus_lsl`` converts it
 to Unix seconds, which is what ``start`` and ``end`` hold, as in the emg2pose dataset.
+``faults`` says what went wrong and when (:data:`RECORDED_FAULTS`): the source's corrupt and
+duplicate frames, resyncs, device restarts, stalls and reconnects, and chunks this side
+rejected (non-finite samples: not stored, marked as a dropped span), so a file tells
+corruption from silence.
 
-Crash safety: the file is written with ``libver='latest'`` in SWMR mode, every dataset
-created before SWMR starts. The writer buffers appended samples in memory and writes and
-flushes them at least every ``flush_interval`` seconds (default 0.5 s), so a ``kill -9``
-loses at most that much and leaves a file that opens (the reader always opens in SWMR-read
-mode, which also accepts a file whose writer died). Other processes can read the file while
-it is being written.
+Crash safety: the writer buffers appended samples in memory and touches the file only to
+write and flush them, at least every ``flush_interval`` seconds (default 0.5 s), so a
+``kill -9`` loses at most that much. The file is plain HDF5 with a superblock older than
+version 3 (``libver=("earliest", "v108")``), written without SWMR and without file locks: a
+killed recording then opens in plain ``h5py.File(path, "r")``, HDFView, MATLAB or emg2pose's
+loader, where SWMR (which needs superblock 3) would leave its "open for write" flag set
+until ``h5clear``. Other processes can read the file while it is being written; what they
+see is the last flush. Without SWMR nothing orders HDF5's writes within a flush, so
+``flushed_samples`` is set in a flush of its own after the rows' flush, and a reader of an
+incomplete file reads no further: rows a flush left half written (caught by a concurrent
+reader or a kill) are never read. Files of format 1 (written in SWMR mode) still read,
+killed or not.
+
+Reading checks the file size against the end-of-file address its superblock records before
+HDF5 touches the file: a truncated file (an interrupted copy) is refused with a clear error,
+instead of replaying zeros where its data was or, opened in SWMR-read mode, retrying its
+metadata forever.
 """
 
 from __future__ import annotations
@@ -41,20 +58,28 @@ import h5py
 import numpy as np
 
 from .._checks import check_positive_float, shown
-from ..sources._base import DroppedSpan, Source, StreamInfo
+from ..sources._base import FAULT_KINDS, DroppedSpan, FaultEvent, Source, StreamInfo
 from ._stream import LabelledStream
 
 __all__ = ["RecordingError", "Recording", "RecordingWriter", "read_recording",
-           "RecordStatus", "record_source"]
+           "RecordStatus", "record_source", "RECORDED_FAULTS"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  #: 1: written in SWMR mode, no faults; 2: plain HDF5, faults
 N_JOINTS = 20  #: emg2pose joint angles per sample
+#: Kinds of the rows of ``emgstream/faults``: a source's (``FAULT_KINDS``), and samples this
+#: side rejected (non-finite), which are not stored and are marked as a dropped span.
+RECORDED_FAULTS = FAULT_KINDS + ("rejected_samples",)
 _MAX_CHANNELS = 4096  # refuse absurd channel counts from untrusted files
 _MARKER_BYTES = 256
 _MARKER_DTYPE = np.dtype([("time", "<f8"), ("text", h5py.string_dtype("utf-8", _MARKER_BYTES))])
 _DROPPED_DTYPE = np.dtype([("time", "<f8"), ("count", "<i8")])
+_FAULT_DTYPE = np.dtype([("time", "<f8"), ("kind", h5py.string_dtype("ascii", 16)),
+                         ("count", "<i8")])
+#: the event tables of the ``emgstream`` group, written as rows are added
+_EVENT_TABLES = {"markers": _MARKER_DTYPE, "dropped": _DROPPED_DTYPE, "faults": _FAULT_DTYPE}
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _CHUNK_BYTES = 256 * 1024  # stays inside HDF5's default 1 MiB chunk cache
 
 
@@ -84,7 +109,9 @@ class Recording:
     class_names : list of str
     markers : list of (time, text)
     dropped : list of DroppedSpan
-        Samples the source reported lost while recording.
+        Samples the source reported lost while recording, and chunks rejected as non-finite.
+    faults : list of FaultEvent
+        What went wrong while recording and when (kinds: :data:`RECORDED_FAULTS`).
     meta : dict
         The ``emg2pose`` group attributes (``user``, ``session``, ``start``...), plus
         ``device`` (dict or None), ``filters`` (dict or None), ``format_version`` (int or
@@ -100,6 +127,7 @@ class Recording:
     class_names: list[str] = field(default_factory=list)
     markers: list[tuple[float, str]] = field(default_factory=list)
     dropped: list[DroppedSpan] = field(default_factory=list)
+    faults: list[FaultEvent] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -152,24 +180,72 @@ def read_recording(path: str | os.PathLike, *, start: int = 0,
         Labels are sliced alike; markers and dropped spans are always whole.
 
     Every field is checked (presence, dtype, shape, length) before use, since files are
-    untrusted input; a file whose writer was killed opens and yields what was flushed.
+    untrusted input; a truncated file is refused before HDF5 reads it; a file whose writer
+    was killed opens and yields what was flushed.
 
     Raises
     ------
     RecordingError
-        The file is not HDF5, or lacks or malforms a required field.
+        The file is not HDF5, is truncated, or lacks or malforms a required field.
     """
     path = Path(path)
     if not path.is_file():
         raise RecordingError(f"recording {str(path)!r} does not exist")
+    swmr = _check_superblock(path)
     try:
-        # SWMR-read also opens files being recorded and files whose writer died.
-        f = h5py.File(path, "r", swmr=True)
+        # no locks: the writer takes none either (see the module docstring)
+        f = h5py.File(path, "r", swmr=swmr, locking=False)
     except OSError as err:
         raise RecordingError(f"cannot open {str(path)!r} as HDF5: {err}") from None
     with f:
         _refuse_hostile_layout(f, str(path), path.stat().st_size)
         return _read_open_file(f, str(path), start, stop)
+
+
+def _check_superblock(path: Path) -> bool:
+    """Refuse a truncated file; return whether it must be opened in SWMR-read mode.
+
+    The superblock (HDF5 file format specification, "Superblock"; HDF5 looks for it at
+    offset 0, 512, 1024, 2048...) records the end-of-file address: the file must be at least
+    that long. Version 3 superblocks carry consistency flags: a file of format 1 being
+    recorded, or whose writer was killed, has "open for SWMR write" set (bit 2) and opens in
+    SWMR-read mode only; "open for write" alone (bit 0: another program's writer) opens not
+    at all until ``h5clear -s`` clears it.
+    """
+    where = str(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            f.seek(offset)
+            head = f.read(48)
+            if head[:8] == _SIGNATURE:
+                break
+            offset = 512 if offset == 0 else offset * 2
+            if offset >= size:
+                raise RecordingError(f"cannot open {where!r} as HDF5: no HDF5 signature "
+                                     f"(is it a recording?)")
+    version = head[8]
+    if version in (0, 1):
+        width, flags, at = head[13], int.from_bytes(head[20:24], "little"), 24 + 4 * version
+    elif version in (2, 3):
+        width, flags, at = head[9], head[11], 12
+    else:
+        raise RecordingError(f"cannot open {where!r} as HDF5: superblock version {version} is "
+                             f"unknown")
+    if width not in (2, 4, 8) or len(head) < at + 3 * width:
+        raise RecordingError(f"cannot open {where!r} as HDF5: its superblock is cut short or "
+                             f"damaged")
+    base = int.from_bytes(head[at:at + width], "little")
+    end = base + int.from_bytes(head[at + 2 * width:at + 3 * width], "little")
+    if size < end:
+        raise RecordingError(f"{where!r} is truncated: {size} bytes, but the file says it "
+                             f"holds {end} (an interrupted copy or download?)")
+    if version == 3 and flags & 0b1 and not flags & 0b100:
+        raise RecordingError(f"{where!r} is marked open for writing by another program (or "
+                             f"one that was killed); if none writes it, 'h5clear -s {where}' "
+                             f"clears the mark")
+    return version == 3 and bool(flags & 0b100)
 
 
 def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> Recording:
@@ -214,6 +290,13 @@ def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> R
                              f"holds {n_channels} channels")
 
     total = ts.shape[0]
+    ours = f.get("emgstream")
+    if isinstance(ours, h5py.Group) and not _plain(ours.attrs.get("complete", True)):
+        # being written, or its writer was killed: rows past the last finished flush may
+        # be half written (see RecordingWriter.flush)
+        flushed = _plain(ours.attrs.get("flushed_samples"))
+        if isinstance(flushed, int) and 0 <= flushed < total:
+            total = flushed
     stop = total if stop is None else stop
     if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer))
             and 0 <= start <= stop <= total):
@@ -236,7 +319,6 @@ def _read_open_file(f: h5py.File, where: str, start: int, stop: int | None) -> R
                 total_samples=total, start_index=start)
     rec = Recording(emg=emg, time=timestamps, sample_rate=sample_rate, joint_angles=pose,
                     meta=meta)
-    ours = f.get("emgstream")
     if isinstance(ours, h5py.Group):
         _read_extras(ours, rec, where, start, stop, total)
     return rec
@@ -298,6 +380,10 @@ def _read_extras(group: h5py.Group, rec: Recording, where: str, start: int, stop
     if dropped is not None:
         rec.dropped = [DroppedSpan(float(t), int(c))
                        for t, c in zip(dropped["time"], dropped["count"])]
+    faults = _compound(group, "faults", {"time": "f", "kind": "S", "count": "iu"}, where)
+    if faults is not None:
+        rec.faults = [FaultEvent(float(t), bytes(k).decode("ascii", errors="replace"), int(c))
+                      for t, k, c in zip(faults["time"], faults["kind"], faults["count"])]
 
 
 def _compound(group: h5py.Group, name: str, kinds: dict[str, str], where: str):
@@ -471,6 +557,9 @@ class RecordingWriter:
         if self._path.exists() and not overwrite:
             raise FileExistsError(f"{str(self._path)!r} exists; pass overwrite=True "
                                   f"(--overwrite) to replace it")
+        if not self._path.parent.is_dir():
+            raise RecordingError(f"cannot create {str(self._path)!r}: the folder "
+                                 f"{str(self._path.parent)!r} does not exist")
         if filters is not None and not isinstance(filters, dict):
             raise TypeError(f"filters must be a dict, got {type(filters).__name__}")
 
@@ -481,11 +570,9 @@ class RecordingWriter:
         self._dtype = np.dtype(fields)
         self._pending: list[tuple] = []
         self._pending_samples = 0
-        self._pending_markers: list[tuple[float, str]] = []
-        self._pending_dropped: list[tuple[float, int]] = []
+        self._pending_events: dict[str, list[tuple]] = {name: [] for name in _EVENT_TABLES}
+        self._n_events = dict.fromkeys(_EVENT_TABLES, 0)
         self._n_written = 0
-        self._n_markers = 0
-        self._n_dropped = 0
         self._last_flush = time.monotonic()
         self._unix_minus_lsl = _unix_minus_lsl()
         self._first_time: float | None = None
@@ -493,7 +580,11 @@ class RecordingWriter:
         self._file = self._create(user, session, stage, side, filters)
 
     def _create(self, user, session, stage, side, filters) -> h5py.File:
-        f = h5py.File(self._path, "w", libver="latest")
+        try:
+            # superblock 2 at most and no locks: see the module docstring
+            f = h5py.File(self._path, "w", libver=("earliest", "v108"), locking=False)
+        except OSError as err:
+            raise RecordingError(f"cannot create {str(self._path)!r}: {err}") from None
         try:
             g = f.create_group("emg2pose")
             now = time.time()
@@ -514,15 +605,14 @@ class RecordingWriter:
             ours.attrs["filters"] = json.dumps(filters)
             ours.attrs["unix_minus_lsl"] = self._unix_minus_lsl
             ours.attrs["complete"] = False
+            ours.attrs["flushed_samples"] = 0
             if self._class_names is not None:
                 labels = ours.create_dataset("labels", shape=(0,), maxshape=(None,),
                                              dtype="<i2", chunks=(8192,))
                 labels.attrs["class_names"] = json.dumps(self._class_names)
-            ours.create_dataset("markers", shape=(0,), maxshape=(None,), dtype=_MARKER_DTYPE,
-                                chunks=(64,))
-            ours.create_dataset("dropped", shape=(0,), maxshape=(None,),
-                                dtype=_DROPPED_DTYPE, chunks=(64,))
-            f.swmr_mode = True  # after every object exists: SWMR cannot create objects
+            for name, dtype in _EVENT_TABLES.items():
+                ours.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                    chunks=(64,))
             f.flush()
         except BaseException:
             f.close()
@@ -579,7 +669,7 @@ class RecordingWriter:
                                  f"{_MARKER_BYTES - 1} fit")
         if not math.isfinite(t):
             raise RecordingError(f"marker time must be finite, got {t!r}")
-        self._pending_markers.append((float(t), str(text)))
+        self._pending_events["markers"].append((float(t), str(text)))
         self.maybe_flush()
 
     def add_dropped(self, t: float, count: int) -> None:
@@ -588,8 +678,37 @@ class RecordingWriter:
         if not math.isfinite(t) or int(count) <= 0:
             raise RecordingError(f"dropped span needs a finite time and a positive count, "
                                  f"got time={t!r}, count={count!r}")
-        self._pending_dropped.append((float(t), int(count)))
+        self._pending_events["dropped"].append((float(t), int(count)))
         self.maybe_flush()
+
+    def add_fault(self, t: float, kind: str, count: int = 1) -> None:
+        """Record ``count`` faults of ``kind`` (one of :data:`RECORDED_FAULTS`) at LSL time
+        ``t``."""
+        self._check_open()
+        if kind not in RECORDED_FAULTS or not math.isfinite(t) or int(count) <= 0:
+            raise RecordingError(f"a fault needs a kind in {RECORDED_FAULTS}, a finite time "
+                                 f"and a positive count, got {kind!r}, time={t!r}, "
+                                 f"count={count!r}")
+        self._pending_events["faults"].append((float(t), kind, int(count)))
+        self.maybe_flush()
+
+    def reject(self, samples: np.ndarray, timestamps: np.ndarray) -> int:
+        """Mark a chunk that cannot be stored (non-finite samples or timestamps) instead of
+        appending it: a dropped span where it was and a ``rejected_samples`` fault. Returns
+        the number of samples rejected. The one policy of ``record`` and ``run --record``:
+        recording goes on."""
+        n = int(np.shape(samples)[0])
+        if n == 0:
+            return 0
+        times = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        finite = times[np.isfinite(times)]
+        # where the chunk was: its first finite time, else just after the last sample kept
+        t = float(finite[0]) if finite.size else \
+            (self._last_time if self._last_time is not None else 0.0) \
+            + 1.0 / self._info.sample_rate
+        self.add_dropped(t, n)
+        self.add_fault(t, "rejected_samples", n)
+        return n
 
     def flush(self) -> None:
         """Write everything buffered and flush it to disk (readers see it after this)."""
@@ -622,11 +741,23 @@ class RecordingWriter:
             if self._n_written == n:
                 g.attrs["start"] = self._first_time + self._unix_minus_lsl
             g.attrs["end"] = self._last_time + self._unix_minus_lsl
-        self._n_markers = self._extend(f["emgstream/markers"], self._n_markers,
-                                       self._pending_markers, _MARKER_DTYPE)
-        self._n_dropped = self._extend(f["emgstream/dropped"], self._n_dropped,
-                                       self._pending_dropped, _DROPPED_DTYPE)
+        for name, dtype in _EVENT_TABLES.items():
+            pending = self._pending_events[name]
+            if pending:
+                ds = f["emgstream"][name]
+                written = self._n_events[name]
+                rows = np.array([tuple(v.encode() if isinstance(v, str) else v for v in row)
+                                 for row in pending], dtype)
+                ds.resize((written + len(rows),))
+                ds[written:] = rows
+                self._n_events[name] = written + len(rows)
+                pending.clear()
         f.flush()
+        if f["emgstream"].attrs["flushed_samples"] != self._n_written:
+            # Only after the rows are on disk, in a flush of its own: a reader (or a kill)
+            # that catches the flush above half done reads no row it did not finish.
+            f["emgstream"].attrs["flushed_samples"] = self._n_written
+            f.flush()
         self._last_flush = time.monotonic()
 
     def maybe_flush(self) -> None:
@@ -711,18 +842,6 @@ class RecordingWriter:
                     f"got [{lab.min()}, {lab.max()}]")
         return n
 
-    @staticmethod
-    def _extend(ds: h5py.Dataset, written: int, pending: list, dtype: np.dtype) -> int:
-        if not pending:
-            return written
-        rows = np.empty(len(pending), dtype)
-        for k, (t, value) in enumerate(pending):
-            rows[k] = (t, value.encode("utf-8") if isinstance(value, str) else value)
-        ds.resize((written + len(pending),))
-        ds[written:] = rows
-        pending.clear()
-        return written + len(rows)
-
 
 def _unix_minus_lsl() -> float:
     """Offset from the LSL clock to Unix time, for the emg2pose ``start``/``end``."""
@@ -747,11 +866,16 @@ class RecordStatus:
     rate : float
         Effective sampling rate over the last status interval (Hz).
     dropped : int
-        Samples the source reported lost.
+        Samples the source reported lost, and samples rejected (see ``faults``).
     rms : ndarray, float64, shape (channels,)
         Per-channel RMS of the raw samples over the last status interval.
     backlog : int
         Samples waiting in the source's transport (``source.stats.backlog``).
+    faults : dict of str -> int
+        Faults written to the recording so far, by kind (:data:`RECORDED_FAULTS`; kinds
+        that did not occur are absent).
+    stalled : float
+        Seconds the source has been without data, while it is (``source.stats.stalled``).
     """
 
     elapsed: float = 0.0
@@ -760,6 +884,8 @@ class RecordStatus:
     dropped: int = 0
     rms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     backlog: int = 0
+    faults: dict = field(default_factory=dict)
+    stalled: float = 0.0
 
 
 def record_source(source: Source, writer: RecordingWriter, *, duration: float | None = None,
@@ -768,12 +894,15 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
                   status_interval: float = 0.5, read_timeout: float = 0.1) -> RecordStatus:
     """Copy an open source into a writer until ``duration``, ``stop`` or the source ends.
 
-    Raw chunks go to ``writer.append``; the source's dropped spans to ``writer.add_dropped``.
-    With ``duration`` the recording holds exactly ``round(duration * rate)`` samples (the
-    last chunk is cut); if the source stalls it still stops ``5 s`` of wall time after the
-    duration has passed. A replay that has reached its end (``source.finished``) stops it
-    too. The caller owns both objects (use them as context managers), so an exception here
-    leaves every sample appended so far in the file.
+    Raw chunks go to ``writer.append``; the source's dropped spans and fault events to
+    ``writer.add_dropped`` and ``writer.add_fault``. A chunk with non-finite values is not
+    stored: ``writer.reject`` marks it (a dropped span and a ``rejected_samples`` fault) and
+    recording goes on, as in the live pipeline. With ``duration`` the recording holds exactly
+    ``round(duration * rate)`` samples (the last chunk is cut); if the source stalls it still
+    stops ``5 s`` of wall time after the duration has passed. A replay that has reached its
+    end (``source.finished``) stops it too. The caller owns both objects (use them as context
+    managers), so an exception here (a source that gave up) leaves every sample appended so
+    far in the file, with the drops and faults reported until then.
     """
     info = source.info
     target = None
@@ -783,44 +912,72 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
     t0 = time.monotonic()
     status = RecordStatus(rms=np.zeros(info.n_channels))
     square_sum = np.zeros(info.n_channels)
-    window_samples = 0
+    window_samples = rejected_chunks = 0
     last_status = t0
-    while True:
-        if stop is not None and stop.is_set():
-            break
-        if getattr(source, "finished", False):
-            break
-        now = time.monotonic()
-        if duration is not None and now - t0 > duration + 5.0:
-            logger.warning("source delivered %d of %d samples in %.1f s; stopping",
-                           status.samples, target, now - t0)
-            break
-        samples, timestamps = source.read(read_timeout)
-        if target is not None and status.samples + samples.shape[0] > target:
-            keep = target - status.samples
-            samples, timestamps = samples[:keep], timestamps[:keep]
-        if samples.shape[0]:
-            writer.append(samples, timestamps)
-            status.samples += samples.shape[0]
-            window_samples += samples.shape[0]
-            square_sum += np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
-        for span in source.drain_drops():
-            writer.add_dropped(span.time, span.count)
-            status.dropped += span.count
-        writer.maybe_flush()
-        now = time.monotonic()
-        done = target is not None and status.samples >= target
-        if now - last_status >= status_interval or done:
-            status.elapsed = now - t0
-            status.rate = window_samples / max(now - last_status, 1e-9)
-            status.rms = np.sqrt(square_sum / max(window_samples, 1))
-            status.backlog = source.stats.backlog
-            square_sum[:] = 0
-            window_samples = 0
-            last_status = now
-            if on_status is not None:
-                on_status(dataclasses.replace(status))
-        if done:
-            break
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                break
+            if getattr(source, "finished", False):
+                break
+            now = time.monotonic()
+            if duration is not None and now - t0 > duration + 5.0:
+                logger.warning("source delivered %d of %d samples in %.1f s; stopping",
+                               status.samples, target, now - t0)
+                break
+            samples, timestamps = source.read(read_timeout)
+            if target is not None and status.samples + samples.shape[0] > target:
+                keep = target - status.samples
+                samples, timestamps = samples[:keep], timestamps[:keep]
+            if samples.shape[0] and np.isfinite(samples).all() \
+                    and np.isfinite(timestamps).all():
+                writer.append(samples, timestamps)
+                status.samples += samples.shape[0]
+                window_samples += samples.shape[0]
+                square_sum += np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
+            elif samples.shape[0]:
+                rejected_chunks += 1
+                n = writer.reject(samples, timestamps)
+                status.dropped += n
+                status.faults["rejected_samples"] = status.faults.get("rejected_samples", 0) + n
+                # the first few, then every 100th: a flood must not flood the log
+                if rejected_chunks <= 3 or rejected_chunks % 100 == 0:
+                    logger.warning("a chunk of %d samples with non-finite values was not "
+                                   "stored (%d such chunks); the recording marks the gap and "
+                                   "goes on", n, rejected_chunks)
+            _drain(source, writer, status)
+            writer.maybe_flush()
+            now = time.monotonic()
+            done = target is not None and status.samples >= target
+            if now - last_status >= status_interval or done:
+                stats = source.stats
+                status.elapsed = now - t0
+                status.rate = window_samples / max(now - last_status, 1e-9)
+                status.rms = np.sqrt(square_sum / max(window_samples, 1))
+                status.backlog, status.stalled = stats.backlog, stats.stalled
+                square_sum[:] = 0
+                window_samples = 0
+                last_status = now
+                if on_status is not None:
+                    on_status(dataclasses.replace(status, faults=dict(status.faults)))
+            if done:
+                break
+    except BaseException:
+        try:  # what the source reported before it gave up belongs in the file
+            _drain(source, writer, status)
+        except Exception:  # the writer itself failed: the first error is the one to report
+            logger.exception("could not record the last drops and faults")
+        raise
+    _drain(source, writer, status)
     status.elapsed = time.monotonic() - t0
     return status
+
+
+def _drain(source: Source, writer: RecordingWriter, status: RecordStatus) -> None:
+    """Move the source's dropped spans and faults into the recording and the status."""
+    for span in source.drain_drops():
+        writer.add_dropped(span.time, span.count)
+        status.dropped += span.count
+    for fault in source.drain_faults():
+        writer.add_fault(fault.time, fault.kind, fault.count)
+        status.faults[fault.kind] = status.faults.get(fault.kind, 0) + fault.count

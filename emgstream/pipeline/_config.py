@@ -46,6 +46,11 @@ class PipelineConfig:
         Window of the per-channel RMS in snapshots.
     read_timeout : float
         Longest the acquisition thread blocks in ``source.read``; bounds the stop time.
+    warn_loss : float
+        Warn (log) while more than this fraction of the stream is missing over the last
+        2 s: an effective rate below ``(1 - warn_loss)`` times nominal, or that share of the
+        samples dropped by the source or rejected (non-finite). Gestures decided on such a
+        stream are unreliable.
     realtime_priority : int
         0 (default): normal scheduling. 1-99: run the acquisition and inference threads
         under ``SCHED_FIFO`` at this priority (Linux; needs root or ``CAP_SYS_NICE``, else a
@@ -76,6 +81,7 @@ class PipelineConfig:
     display_seconds: float = 5.0
     rms_seconds: float = 0.2
     read_timeout: float = 0.05
+    warn_loss: float = 0.2
     realtime_priority: int = 0
     adapt: bool = False
     adapt_nice: int = 10
@@ -92,6 +98,8 @@ class PipelineConfig:
         for name in ("ring_seconds", "display_seconds", "rms_seconds", "read_timeout",
                      "adapt_swap_seconds"):
             check_positive_float(getattr(self, name), name)
+        if not 0.0 < self.warn_loss < 1.0:
+            raise ValueError(f"warn_loss must be a fraction in (0, 1), got {self.warn_loss!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")
         if isinstance(self.realtime_priority, bool) \

@@ -49,6 +49,7 @@ __all__ = ["Pipeline", "PipelineStats", "Snapshot"]
 logger = logging.getLogger(__name__)
 
 _RATE_SECONDS = 2.0  # effective rate is measured over this much recent wall time
+_WARN_EVERY_S = 10.0  # a degraded stream is warned about again this often
 # After a reset, the adapter's stats may still bring a report it sent before the reset (at
 # most one step's worth, well under this); those are not shown.
 _RESET_GRACE_SECONDS = 2.0
@@ -166,6 +167,16 @@ class _Recorder:
             if not self._closed:
                 self._queue.put(("drop", time, count))
 
+    def put_fault(self, time: float, kind: str, count: int) -> None:
+        with self._lock:
+            if not self._closed:
+                self._queue.put(("fault", time, kind, count))
+
+    def put_reject(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
+        with self._lock:
+            if not self._closed:
+                self._queue.put(("reject", samples.copy(), np.array(timestamps, copy=True)))
+
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
@@ -190,8 +201,12 @@ class _Recorder:
                 if item[0] == "chunk":
                     self.writer.append(item[1], item[2])
                     self.samples += item[1].shape[0]
-                else:
+                elif item[0] == "drop":
                     self.writer.add_dropped(item[1], item[2])
+                elif item[0] == "fault":
+                    self.writer.add_fault(*item[1:])
+                else:  # the same policy as `record`: marked, not stored
+                    self.writer.reject(item[1], item[2])
             except Exception as err:  # disk full, file removed: stop writing, keep running
                 logger.error("recording to %s failed: %s", self.path, err)
                 self.error = err
@@ -249,7 +264,11 @@ class Pipeline:
         self._processed = 0
         self._latencies: collections.deque[float] = collections.deque(
             maxlen=config.latency_window)
-        self._rate_marks: collections.deque[tuple[float, int]] = collections.deque()
+        # (arrival, samples accepted, samples dropped or rejected) per chunk, last ~2 s
+        self._rate_marks: collections.deque[tuple[float, int, int]] = collections.deque()
+        self._dropped_total = 0
+        self._degraded = False  # the stream lacks samples (see _check_health)
+        self._warned_at = 0.0
         self._current = (np.zeros(model.n_classes), -1, 0.0)
         # model swaps
         self._swap_lock = threading.Lock()
@@ -460,9 +479,13 @@ class Pipeline:
                 arrival = local_clock()
                 recorder = self._recorder
                 drops = source.drain_drops()  # always: the source keeps them until drained
+                faults = source.drain_faults()
+                self._dropped_total += sum(span.count for span in drops)
                 if recorder is not None:
                     for span in drops:
                         recorder.put_drop(span.time, span.count)
+                    for fault in faults:
+                        recorder.put_fault(fault.time, fault.kind, fault.count)
                 n = samples.shape[0]
                 if n == 0:
                     if getattr(source, "finished", False):  # a replay without loop ended
@@ -490,9 +513,10 @@ class Pipeline:
                 with self._data_ready:
                     self._data_ready.notify_all()
                 marks = self._rate_marks
-                marks.append((arrival, start + n))
+                marks.append((arrival, start + n, self._dropped_total + self._rejected_samples))
                 while len(marks) > 2 and arrival - marks[1][0] > _RATE_SECONDS:
                     marks.popleft()
+                self._check_health(marks)
         except Exception as err:  # source gone, device unplugged: stop, keep what we have
             logger.error("acquisition stopped: %s", err)
             self._fail(err)
@@ -507,7 +531,28 @@ class Pipeline:
         if recorder is not None and np.shape(timestamps) == (samples.shape[0],) \
                 and samples.shape[0]:
             # the recording marks the gap instead of storing non-finite samples
-            recorder.put_drop(float(timestamps[0]), int(samples.shape[0]))
+            recorder.put_reject(samples, timestamps)
+
+    def _check_health(self, marks) -> None:
+        """Warn while the last ~2 s of the stream lack more than ``config.warn_loss`` of
+        their samples: the effective rate that far below nominal (not for a replay, whose
+        pace is its speed), or that share of samples dropped or rejected."""
+        (t0, accepted0, lost0), (t1, accepted1, lost1) = marks[0], marks[-1]
+        if t1 - t0 < _RATE_SECONDS:
+            return  # not a whole window yet: the rate of a few chunks says little
+        accepted, lost = accepted1 - accepted0, lost1 - lost0
+        rate, nominal = accepted / (t1 - t0), self._info.sample_rate
+        loss = self._config.warn_loss
+        slow = self._info.kind != "replay" and rate < (1 - loss) * nominal
+        lossy = lost > loss * (accepted + lost)
+        if (slow or lossy) and (not self._degraded or t1 - self._warned_at > _WARN_EVERY_S):
+            logger.warning("stream degraded: %.0f Hz effective of %g Hz nominal, %.0f %% of the "
+                           "samples of the last %.0f s lost; gestures may be missed or wrong",
+                           rate, nominal, 100 * lost / max(accepted + lost, 1), t1 - t0)
+            self._warned_at = t1
+        elif self._degraded and not (slow or lossy):
+            logger.warning("stream back to normal: %.0f Hz effective", rate)
+        self._degraded = slow or lossy
 
     def _fail(self, err: BaseException) -> None:
         if self._error is None:

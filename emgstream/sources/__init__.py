@@ -14,9 +14,10 @@ Every source is a context manager with ``info`` and ``read(timeout)``; see :clas
 
 from __future__ import annotations
 
-from ._base import DroppedSpan, Source, SourceError, SourceStats, StreamInfo
+from ._base import (FAULT_KINDS, DroppedSpan, FaultEvent, Source, SourceError, SourceStats,
+                    StreamInfo)
 from ._uri import open_source, parse_uri
 from .sim import DEMO_URI
 
-__all__ = ["DEMO_URI", "DroppedSpan", "Source", "SourceError", "SourceStats", "StreamInfo",
-           "open_source", "parse_uri"]
+__all__ = ["DEMO_URI", "FAULT_KINDS", "DroppedSpan", "FaultEvent", "Source", "SourceError",
+           "SourceStats", "StreamInfo", "open_source", "parse_uri"]

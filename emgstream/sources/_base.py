@@ -8,6 +8,8 @@ LSL clock (``pylsl.local_clock()`` base) whatever the transport.
 from __future__ import annotations
 
 import abc
+import collections
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 
@@ -16,7 +18,8 @@ import numpy as np
 from .._checks import (MAX_CHANNELS, MAX_SAMPLE_RATE, check_at_most, check_positive_float,
                        check_positive_int, check_text)
 
-__all__ = ["StreamInfo", "SourceStats", "DroppedSpan", "Source", "SourceError"]
+__all__ = ["StreamInfo", "SourceStats", "DroppedSpan", "FaultEvent", "FAULT_KINDS", "Source",
+           "SourceError"]
 
 
 class SourceError(RuntimeError):
@@ -97,6 +100,23 @@ class DroppedSpan:
     count: int
 
 
+_MAX_UNDRAINED_FAULTS = 10_000
+
+#: What a :class:`FaultEvent` can be: each is also a counter of :class:`SourceStats`.
+FAULT_KINDS = ("corrupt_frames", "resyncs", "duplicate_frames", "restarts", "stalls",
+               "reconnects")
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """``count`` faults of one kind (see :data:`FAULT_KINDS`) noticed at LSL time ``time``,
+    so that a recording can tell corruption from silence."""
+
+    time: float
+    kind: str
+    count: int
+
+
 @dataclass
 class SourceStats:
     """Counters a source keeps; read them from any thread (copies are cheap)."""
@@ -104,11 +124,19 @@ class SourceStats:
     samples: int = 0  #: samples delivered by ``read``
     chunks: int = 0  #: non-empty chunks delivered
     dropped_samples: int = 0  #: samples known lost (sequence gaps, LSL gaps)
-    corrupt_frames: int = 0  #: frames rejected (CRC, bad header); serial only
+    corrupt_frames: int = 0  #: frames rejected (CRC, bad header, implausible); serial only
     resyncs: int = 0  #: times the decoder skipped garbage to find a sync word
     backlog: int = 0  #: samples waiting in the transport after the last read
     reconnects: int = 0  #: times the source recovered a lost stream
+    duplicate_frames: int = 0  #: frames received twice (the copy is dropped); serial only
+    restarts: int = 0  #: times the device restarted its sample counter; serial only
+    stalls: int = 0  #: times data stopped for longer than the source's stall threshold
+    stalled: float = 0.0  #: seconds without data while stalled now, else 0
     drops: list[DroppedSpan] = field(default_factory=list, repr=False)
+    #: undrained fault events; a consumer that never drains them (a bridge) keeps only the
+    #: newest, the counters above stay exact
+    faults: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=_MAX_UNDRAINED_FAULTS), repr=False)
 
 
 class Source(abc.ABC):
@@ -168,17 +196,23 @@ class Source(abc.ABC):
 
     @property
     def stats(self) -> SourceStats:
-        """A copy of the counters (``drops`` is not copied: use :meth:`drain_drops`)."""
+        """A copy of the counters (``drops`` and ``faults`` are not copied: use
+        :meth:`drain_drops` and :meth:`drain_faults`)."""
         with self._stats_lock:
-            s = self._stats
-            return SourceStats(s.samples, s.chunks, s.dropped_samples, s.corrupt_frames,
-                               s.resyncs, s.backlog, s.reconnects)
+            return dataclasses.replace(self._stats, drops=[], faults=collections.deque())
 
     def drain_drops(self) -> list[DroppedSpan]:
         """Return and forget the dropped spans recorded since the last call."""
         with self._stats_lock:
             drops, self._stats.drops = self._stats.drops, []
             return drops
+
+    def drain_faults(self) -> list[FaultEvent]:
+        """Return and forget the fault events recorded since the last call."""
+        with self._stats_lock:
+            faults = list(self._stats.faults)
+            self._stats.faults.clear()
+            return faults
 
     def __enter__(self) -> "Source":
         return self.open()
@@ -200,12 +234,22 @@ class Source(abc.ABC):
             self._stats.dropped_samples += count
             self._stats.drops.append(DroppedSpan(float(time), int(count)))
 
+    def _record_fault(self, time: float, kind: str, count: int = 1) -> None:
+        """Count ``count`` faults of ``kind`` (a :data:`FAULT_KINDS` counter) at ``time``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
+        with self._stats_lock:
+            setattr(self._stats, kind, getattr(self._stats, kind) + count)
+            self._stats.faults.append(FaultEvent(float(time), kind, int(count)))
+
     def _update_stats(self, **deltas: int) -> None:
-        """Add to counters, e.g. ``self._update_stats(corrupt_frames=1)``; ``backlog`` is set."""
+        """Add to counters, e.g. ``self._update_stats(chunks=1)``; ``backlog`` and
+        ``stalled`` are set. Faults go through :meth:`_record_fault`, which keeps their
+        times too."""
         with self._stats_lock:
             for key, value in deltas.items():
-                if key == "backlog":
-                    self._stats.backlog = value
+                if key in ("backlog", "stalled"):
+                    setattr(self._stats, key, value)
                 else:
                     setattr(self._stats, key, getattr(self._stats, key) + value)
 

@@ -17,7 +17,9 @@ Processing order of each ``read``:
    data waits, so that a slow consumer is visible rather than silently behind.
 
 Streams with a ``source_id`` are recovered by liblsl when the outlet comes back; a stall of
-more than ``stall_timeout`` seconds is logged, its end too, and counted in ``stats.reconnects``.
+more than ``stall_timeout`` seconds is logged and counted in ``stats.stalls``
+(``stats.stalled`` says how long it lasts), its end too, in ``stats.reconnects``; both are
+fault events (``drain_faults``) with their time.
 """
 
 from __future__ import annotations
@@ -177,15 +179,20 @@ class LSLSource(Source):
         now = time.monotonic()
         n = len(stamps)
         if n == 0:
-            if not self._stalled and now - self._last_data > self._stall_timeout:
+            silent = now - self._last_data
+            if not self._stalled and silent > self._stall_timeout:
                 self._stalled = True
+                self._record_fault(pylsl.local_clock() - silent, "stalls")
                 logger.warning("LSL stream %r stalled: no samples for %.1f s; waiting for it "
-                               "to come back", self._info.name, now - self._last_data)
+                               "to come back", self._info.name, silent)
+            if self._stalled:
+                self._update_stats(stalled=silent)
             return np.empty((0, self._info.n_channels), np.float32), np.empty(0)
 
         if self._stalled:
             self._stalled = False
-            self._update_stats(reconnects=1)
+            self._update_stats(stalled=0.0)
+            self._record_fault(pylsl.local_clock(), "reconnects")
             logger.warning("LSL stream %r is back after %.1f s", self._info.name,
                            now - self._last_data)
         self._last_data = now
