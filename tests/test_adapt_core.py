@@ -223,3 +223,24 @@ def test_information_maximisation_targets_the_given_prior():
     diversity = -(rest_heavy * rest_heavy.log()).sum()
     torch.testing.assert_close(information_maximisation(confident, uniform),
                                entropy - diversity + math.log(3))
+
+
+def test_emg_up_plus_follows_the_classical_view_when_given():
+    """With the classical self-calibration's probabilities, EMG-UP+ trains towards their
+    fusion with the teacher: a confident classical view that disagrees with the source model
+    pulls the adapted model's predictions towards it."""
+    model = _model(normalisation="fixed", seed=2)
+    x = _toy_windows(n=96) * 7 + 3
+    with torch.no_grad():
+        source_pred = model(x)[0].argmax(1)
+    target = (source_pred + 1) % 3  # every window: another class than the source says
+    classical = torch.nn.functional.one_hot(target, 3).float().numpy() * 0.98 + 0.01 / 3
+    cfg = AdaptConfig(lr=3e-3, ssa_epochs=0, ssp_epochs=4, batch_size=16, guard=None)
+    with_view, _ = adapt(model, x.numpy(), None, "emg-up+", cfg, classical=classical)
+    without, _ = adapt(model, x.numpy(), None, "emg-up+", cfg)
+    with torch.no_grad():
+        agree_with = (with_view(x)[0].argmax(1) == target).float().mean()
+        agree_without = (without(x)[0].argmax(1) == target).float().mean()
+    assert agree_with > agree_without + 0.3
+    with pytest.raises(ValueError, match=r"\(96, 3\) probabilities"):
+        adapt(model, x.numpy(), None, "emg-up+", cfg, classical=classical[:10])

@@ -88,34 +88,57 @@ class ClassicalBaselines:
     """The three LDA rows, fitted once on the training users and applied per person.
 
     ``users``: one ``(windows, labels)`` pair per training user (every labelled window of
-    theirs). ``kmeans_iterations`` bounds the self-calibration's k-means / LDA rounds.
+    theirs, (n, channels, time)). The features read the newest ``window`` samples of each
+    window (all of it when None: LibEMG's default is 200 ms). ``kmeans_iterations`` bounds
+    the self-calibration's k-means / LDA rounds.
     """
 
-    def __init__(self, users, n_classes: int, kmeans_iterations: int = 10) -> None:
+    def __init__(self, users, n_classes: int, window: int | None = None,
+                 kmeans_iterations: int = 10) -> None:
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
         if not users:
             raise ValueError("the classical baselines need at least one training user")
         self.n_classes = int(n_classes)
+        self.window = window
         self.kmeans_iterations = int(kmeans_iterations)
-        feats = [hudgins_features(x) for x, _ in users]
+        feats = [self.features(x) for x, _ in users]
         labels = np.concatenate([y for _, y in users])
         self.lda = LinearDiscriminantAnalysis().fit(np.concatenate(feats), labels)
         self.lda_z = LinearDiscriminantAnalysis().fit(
             np.concatenate([zscore(f, f) for f in feats]), labels)
 
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """Hudgins features of the newest ``window`` samples of each window."""
+        windows = np.asarray(windows)
+        return hudgins_features(windows if self.window is None
+                                else windows[:, :, -self.window:])
+
+    def _calibrated(self, adaptation_windows: np.ndarray):
+        """(the person's reference features, their self-calibrated LDA)."""
+        reference = self.features(adaptation_windows)
+        z = zscore(reference, reference)
+        model = self_calibrate(z, self.lda_z.predict(z), self.kmeans_iterations)
+        return reference, (self.lda_z if model is None else model)
+
     def predictors(self, adaptation_windows: np.ndarray) -> dict:
         """Row name -> function (windows -> predicted labels) for one new person, calibrated
         without labels on their ``adaptation_windows``."""
-        reference = hudgins_features(adaptation_windows)
-        z = zscore(reference, reference)
-        kmeans_lda = (self_calibrate(z, self.lda_z.predict(z), self.kmeans_iterations)
-                      or self.lda_z)
+        reference, kmeans_lda = self._calibrated(adaptation_windows)
         return {
-            "lda": lambda x: self.lda.predict(hudgins_features(x)),
-            "lda-zscore": lambda x: self.lda_z.predict(zscore(hudgins_features(x), reference)),
-            "lda-kmeans": lambda x: kmeans_lda.predict(zscore(hudgins_features(x), reference)),
+            "lda": lambda x: self.lda.predict(self.features(x)),
+            "lda-zscore": lambda x: self.lda_z.predict(zscore(self.features(x), reference)),
+            "lda-kmeans": lambda x: kmeans_lda.predict(zscore(self.features(x), reference)),
         }
+
+    def posteriors(self, adaptation_windows: np.ndarray) -> np.ndarray:
+        """The self-calibrated LDA's class probabilities (n, n_classes) of the person's own
+        ``adaptation_windows`` (0 for classes it no longer holds): the ``lda-kmeans`` row's
+        view of them, which EMG-UP+ fuses with its teacher's."""
+        reference, model = self._calibrated(adaptation_windows)
+        out = np.zeros((len(reference), self.n_classes), np.float32)
+        out[:, model.classes_] = model.predict_proba(zscore(reference, reference))
+        return out
 
     def __repr__(self) -> str:
         return (f"<ClassicalBaselines LDA on Hudgins features, {self.n_classes} classes, "

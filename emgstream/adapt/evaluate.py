@@ -424,6 +424,8 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
         log.warning("rows %s need training users; none given, so they are left out",
                     classical_rows)
         classical_rows = []
+    # EMG-UP+ fuses its teacher with the classical self-calibration when there is one
+    need_classical = bool(train_users) and (classical_rows or "emg-up+" in config.rows)
     rows, given, trained_on, classical = [], source is not None, None, None
     bar = tqdm(total=len(test_users), desc="users", unit="user", disable=not show_progress)
     for user in test_users:
@@ -436,27 +438,25 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
                 source = train_source(src, preprocessing, class_names, config)
                 log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
                          len(src), time.perf_counter() - t0)
-            if classical_rows:
+            if need_classical:
                 step = stride(config.train_stride_s)
                 parts = [cut_windows(users[u].first + users[u].second, preprocessing, step)
                          for u in train_names]
-                classical = ClassicalBaselines([(p.x[:, :, -lda_samples:], p.y) for p in parts
-                                                if len(p)], n_classes)
+                classical = ClassicalBaselines([(p.x, p.y) for p in parts if len(p)],
+                                               n_classes, window=lda_samples)
             trained_on = train_names
         adapt_data = cut_windows(users[user].first, preprocessing,
                                  stride(config.adapt_stride_s))
         score_data = cut_windows(users[user].second, preprocessing,
                                  stride(config.score_stride_s))
-        lda = (classical.predictors(adapt_data.x[:, :, -lda_samples:]) if classical_rows
-               else {})
+        lda = classical.predictors(adapt_data.x) if classical_rows else {}
         for row in config.rows:
             t0 = time.perf_counter()
             info = {}
             if row in CLASSICAL_ROWS:
                 if row not in lda:
                     continue
-                scores = score(score_data.y, lda[row](score_data.x[:, :, -lda_samples:]),
-                               n_classes)
+                scores = score(score_data.y, lda[row](score_data.x), n_classes)
                 rows.append({"user": user, "method": row, **scores,
                              "seconds": time.perf_counter() - t0})
                 continue
@@ -472,8 +472,10 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
                 steps = total_steps(row, len(adapt_data), config.adapt)
                 with tqdm(total=steps, desc=f"{user} {row}", leave=False,
                           disable=not show_progress or steps == 0) as abar:
-                    model, report = adapt(source, adapt_data.x, adapt_data.segment, row,
-                                          config.adapt, abar.update)
+                    model, report = adapt(
+                        source, adapt_data.x, adapt_data.segment, row, config.adapt,
+                        abar.update, classical.posteriors(adapt_data.x)
+                        if row == "emg-up+" and classical is not None else None)
                 info = {k: getattr(report, k) for k in ("accepted", "rollbacks",
                                                         "parameter_change", "balance",
                                                         "agreement", "steps")}
