@@ -262,7 +262,12 @@ class _Run:
             return None
         return CollapseGuard(self.source, self.reference, modules, self.config.guard)
 
-    def _tick(self) -> None:
+    def _step(self, optimizer, loss, losses: list) -> None:
+        """One optimiser step on ``loss``; its value goes to ``losses``."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
         self.report.steps += 1
         if self.progress is not None:
             self.progress(1)
@@ -300,12 +305,8 @@ class _Run:
             for batch in self._batches(everything):
                 if len(batch) < 2:
                     continue
-                loss = ssa_loss(self.student, head, self.x[batch], c.temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                self._tick()
+                self._step(optimizer, ssa_loss(self.student, head, self.x[batch], c.temperature),
+                           losses)
             self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
             if guard is not None:
                 self.report.rollbacks += not guard.check(self.student).ok
@@ -330,15 +331,10 @@ class _Run:
             losses = []
             student.train()
             for batch in self._batches(kept):
-                loss = ssp_loss(student, self.x[batch], labels[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                self._step(optimizer, ssp_loss(student, self.x[batch], labels[batch]), losses)
                 if teacher:
                     ema_update(teacher_model, student, c.alpha)
                     self.report.teacher_updates += 1
-                losses.append(loss.item())
-                self._tick()
             self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
             if guard is not None:
                 served = teacher_model if (teacher and c.final == "teacher") else student
@@ -382,15 +378,10 @@ class _Run:
             student.train()
             for batch in self._batches(everything):
                 logits = student(self.x[batch])[0]
-                loss = (F.cross_entropy(logits, labels[batch])
-                        + information_maximisation(F.softmax(logits, dim=-1), prior))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                self._step(optimizer, F.cross_entropy(logits, labels[batch])
+                           + information_maximisation(F.softmax(logits, dim=-1), prior), losses)
                 ema_update(teacher, student, c.alpha)
                 self.report.teacher_updates += 1
-                losses.append(loss.item())
-                self._tick()
             self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
             if guard is not None:
                 self.report.rollbacks += not guard.check(student).ok
@@ -412,12 +403,7 @@ class _Run:
                 entropy = -(probs * probs.clamp_min(1e-8).log()).sum(dim=1).mean()
                 mean = probs.mean(dim=0)
                 diversity = -(mean * mean.clamp_min(1e-8).log()).sum()
-                loss = entropy - diversity
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                self._tick()
+                self._step(optimizer, entropy - diversity, losses)
             self.report.losses.append(float(np.mean(losses)) if losses else float("nan"))
             if guard is not None:
                 self.report.rollbacks += not guard.check(student).ok
