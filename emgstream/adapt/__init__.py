@@ -3,8 +3,12 @@
 - :mod:`~emgstream.adapt.ssa`: stage 1, sequence-cross perspective contrastive learning
   (eq. 4-6); :mod:`~emgstream.adapt.ssp`: stage 2, pseudo-label fine-tuning with an EMA
   teacher (eq. 7-10).
-- :func:`adapt`: offline adaptation of a model to one user's unlabelled windows with EMG-UP,
-  either stage alone, AdaBN, SHOT-IM or plain pseudo-labelling (:data:`METHODS`).
+- :func:`adapt`: offline adaptation of a model to one user's unlabelled windows with
+  EMG-UP+ (:data:`DEFAULT_METHOD`: EMG-UP's framework with the departures listed in
+  :mod:`~emgstream.adapt.methods`), the paper's EMG-UP, either stage alone, AdaBN, SHOT-IM or
+  plain pseudo-labelling (:data:`METHODS`).
+- :mod:`~emgstream.adapt.classical`: the classical bar, LDA on Hudgins features (raw,
+  per-person z-scored, k-means self-calibrated).
 - :class:`CollapseGuard`: label-free collapse detection with rollback (offline and online).
 - :class:`OnlineAdapter`: the engine of the live pipeline's adapter process.
 - :func:`evaluate`: the cross-user protocol of ``emgstream eval``.
