@@ -10,7 +10,7 @@ Layout (``../shared/data/emg2pose/README.md``; Meta's tools read only the first 
     /emgstream                 attrs: format_version, device (JSON StreamInfo),
                                       filters (JSON), unix_minus_lsl, complete
     /emgstream/labels          int16 (T,), -1 = unlabelled; attr class_names (JSON list)
-    /emgstream/markers         compound: time f8, text (UTF-8, at most 255 bytes)
+    /emgstream/markers         compound: time f8, text (UTF-8, at most 1023 bytes)
     /emgstream/dropped         compound: time f8, count i8
 
 ``time`` is on the LSL clock (the contract of every source); ``unix_minus_lsl`` converts it
@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -45,14 +45,16 @@ from ..sources._base import DroppedSpan, Source, StreamInfo
 from ._stream import LabelledStream
 
 __all__ = ["RecordingError", "Recording", "RecordingWriter", "read_recording",
-           "RecordStatus", "record_source"]
+           "RecordStatus", "record_source", "fit_marker_text"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 N_JOINTS = 20  #: emg2pose joint angles per sample
 _MAX_CHANNELS = 4096  # refuse absurd channel counts from untrusted files
-_MARKER_BYTES = 256
+# An LSL marker stream's texts, JSON of a 13-class gesture event (``run --lsl-markers``) among
+# them, fit whole; SWMR needs fixed-size rows, so every row holds this many bytes.
+_MARKER_BYTES = 1024
 _MARKER_DTYPE = np.dtype([("time", "<f8"), ("text", h5py.string_dtype("utf-8", _MARKER_BYTES))])
 _DROPPED_DTYPE = np.dtype([("time", "<f8"), ("count", "<i8")])
 _CHUNK_BYTES = 256 * 1024  # stays inside HDF5's default 1 MiB chunk cache
@@ -571,7 +573,8 @@ class RecordingWriter:
         self.maybe_flush()
 
     def add_marker(self, t: float, text: str) -> None:
-        """Mark an event at LSL time ``t`` (UTF-8 text, at most 255 bytes)."""
+        """Mark an event at LSL time ``t`` (UTF-8 text, at most 1023 bytes; see
+        :func:`fit_marker_text`)."""
         self._check_open()
         encoded = str(text).encode("utf-8")
         if len(encoded) >= _MARKER_BYTES:
@@ -724,6 +727,15 @@ class RecordingWriter:
         return written + len(rows)
 
 
+def fit_marker_text(text: str) -> tuple[str, bool]:
+    """``text`` cut at a character boundary to fit a marker row, and whether it was cut
+    (markers from other tools' streams may be longer than a row holds)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) < _MARKER_BYTES:
+        return text, False
+    return encoded[:_MARKER_BYTES - 1].decode("utf-8", errors="ignore"), True
+
+
 def _unix_minus_lsl() -> float:
     """Offset from the LSL clock to Unix time, for the emg2pose ``start``/``end``."""
     import pylsl  # lazily: loads liblsl
@@ -765,10 +777,13 @@ class RecordStatus:
 def record_source(source: Source, writer: RecordingWriter, *, duration: float | None = None,
                   stop: threading.Event | None = None,
                   on_status: Callable[[RecordStatus], None] | None = None,
-                  status_interval: float = 0.5, read_timeout: float = 0.1) -> RecordStatus:
+                  status_interval: float = 0.5, read_timeout: float = 0.1,
+                  markers: Sequence = ()) -> RecordStatus:
     """Copy an open source into a writer until ``duration``, ``stop`` or the source ends.
 
-    Raw chunks go to ``writer.append``; the source's dropped spans to ``writer.add_dropped``.
+    Raw chunks go to ``writer.append``; the source's dropped spans to ``writer.add_dropped``;
+    what each of ``markers`` (open marker inlets, :class:`emgstream.sources.MarkerInlet`)
+    ``pull()``s, ``(time, text)`` on the source's clock, to ``writer.add_marker``.
     With ``duration`` the recording holds exactly ``round(duration * rate)`` samples (the
     last chunk is cut); if the source stalls it still stops ``5 s`` of wall time after the
     duration has passed. A replay that has reached its end (``source.finished``) stops it
@@ -807,6 +822,7 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
         for span in source.drain_drops():
             writer.add_dropped(span.time, span.count)
             status.dropped += span.count
+        _copy_markers(markers, writer)
         writer.maybe_flush()
         now = time.monotonic()
         done = target is not None and status.samples >= target
@@ -822,5 +838,16 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
                 on_status(dataclasses.replace(status))
         if done:
             break
+    _copy_markers(markers, writer)  # those sent while the last chunk was read
     status.elapsed = time.monotonic() - t0
     return status
+
+
+def _copy_markers(inlets: Sequence, writer: RecordingWriter) -> None:
+    for inlet in inlets:
+        for t, text in inlet.pull():
+            text, cut = fit_marker_text(text)
+            if cut:
+                logger.warning("a marker of %r at %.3f was cut to %d bytes", inlet, t,
+                               len(text.encode()))
+            writer.add_marker(t, text)

@@ -112,6 +112,11 @@ class LSLSource(Source):
         """The LSL query the stream must match, e.g. ``name='EMG'``."""
         return self._predicate
 
+    @property
+    def timeout(self) -> float:
+        """Seconds to wait for the stream when opening."""
+        return self._timeout
+
     # -- Source ------------------------------------------------------------------------------
     def _open(self) -> None:
         found = pylsl.resolve_bypred(self._predicate, minimum=1, timeout=self._timeout)
@@ -256,4 +261,7 @@ def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
     return StreamInfo.described_by(
         f"LSL stream {shown(full.name())}", name=full.name(), n_channels=n,
         sample_rate=full.nominal_srate(), channel_names=names, units=unit,
-        device_id=full.source_id(), kind="lsl", manufacturer=desc.child_value("manufacturer"))
+        device_id=full.source_id(), kind="lsl",
+        # the XDF meta-data convention (our outlets) keeps it under acquisition
+        manufacturer=desc.child("acquisition").child_value("manufacturer")
+        or desc.child_value("manufacturer"))
