@@ -18,6 +18,7 @@ _COMMANDS = {
     "demo": ("emgstream.cli._demo", "demo", "Open the live demo window (simulated band, shipped model)."),
     "run": ("emgstream.cli._run", "run", "Run live gesture inference on a source."),
     "record": ("emgstream.cli._record", "record", "Record a source to emg2pose-layout HDF5."),
+    "play": ("emgstream.cli._play", "play", "Play a recording (HDF5, XDF) as an LSL stream."),
     "devices": ("emgstream.cli._record", "devices", "List LSL streams and serial ports."),
     "simulate": ("emgstream.cli._simulate", "simulate", "Serve a simulated wristband over LSL or a pseudo-terminal."),
     "bridge": ("emgstream.cli._simulate", "bridge", "Forward a serial wristband to an LSL outlet."),
