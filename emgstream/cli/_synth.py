@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._xdf import import_xdf
+
 
 @click.command()
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
@@ -55,7 +57,10 @@ def synth(output: str, users: int, sessions: int, duration: float, unseen: float
 
 @click.group(name="import")
 def import_() -> None:
-    """Convert a dataset into our HDF5 recordings (emg2pose layout, with labels)."""
+    """Convert a dataset or a file into our HDF5 recordings (emg2pose layout)."""
+
+
+import_.add_command(import_xdf)
 
 
 @import_.command(name="3dc")
