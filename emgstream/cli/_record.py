@@ -14,9 +14,11 @@ import click
 @click.argument("source")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="HDF5 file to write (emg2pose layout).")
-@click.option("--duration", type=float, default=None, metavar="S",
-              help="Stop after S seconds of data (default: until Ctrl-C).")
-@click.option("--user", default="", help="User id stored in the file.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop after this many seconds of data.",
+              show_default="until Ctrl-C")
+@click.option("--user", default="", metavar="NAME",
+              help="Who wears the band, stored in the file.")
 @click.option("--session", default="", help="Session id stored in the file.")
 @click.option("--stage", default="", help="Stage (gesture group) stored in the file.")
 @click.option("--side", type=click.Choice(["left", "right"]), default=None,
