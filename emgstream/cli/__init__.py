@@ -6,12 +6,14 @@ Each command lives in its own module and is imported only when it runs, so that
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 
 import click
 
 from .. import __version__
+from .._extras import missing_extra
 
 # command name -> ("module", "function", one-line help shown by --help without importing it)
 _COMMANDS = {
@@ -33,6 +35,13 @@ _COMMANDS = {
 }
 
 
+#: commands that need an optional part of the install: (modules, what for, the extra)
+_NEEDS = {"calibrate": (("torch",), "personalization (emgstream calibrate)", "adapt"),
+          "eval": (("torch",), "emgstream eval", "adapt"),
+          "train": (("torch", "onnxscript"), "training (emgstream train)", "train"),
+          "export": (("torch", "onnxscript"), "emgstream export", "train")}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(_COMMANDS)
@@ -41,12 +50,30 @@ class _LazyGroup(click.Group):
         if name not in _COMMANDS:
             return None
         module, attr, _ = _COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        if name in _NEEDS and not hasattr(command, "_needs_checked"):
+            command.callback = _checking_extra(command.callback, *_NEEDS[name])
+            command._needs_checked = True
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, _COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _checking_extra(callback, modules: tuple[str, ...], what: str, extra: str):
+    """``callback``, first saying which extra to install when one of ``modules`` is missing
+    (when the command runs: its --help needs nothing)."""
+
+    @functools.wraps(callback)
+    def checked(*args, **kwargs):
+        missing = missing_extra(modules, what, extra)
+        if missing:
+            raise click.ClickException(missing)
+        return callback(*args, **kwargs)
+
+    return checked
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
