@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 
 import click
 
@@ -78,8 +77,10 @@ def _checking_extra(callback, modules: tuple[str, ...], what: str, extra: str):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="emgstream")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-v info, with liblsl's and Qt's; -vv debug).")
 def main(verbose: int) -> None:
     """Real-time wearable EMG: stream, filter, recognise gestures, adapt to each user."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from ._logs import setup
+
+    setup(verbose)
