@@ -208,8 +208,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.pipeline = pipeline
         self._pipeline_cpu = CpuMeter(lambda: pipeline.cpu_seconds)
         info = pipeline.info
-        self.traces.set_channels(info.channel_names)
-        self.band.set_channels(info.channel_names)
+        self.traces.set_channels(info.channel_names, info.units)
+        self.band.set_channels(info.channel_names, info.units)
         self.spectrum.set_rate(info.sample_rate, self._mains)
         self.readout.set_classes(self._model.class_names)
         self.readout.set_gesture(None, None)
