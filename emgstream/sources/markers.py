@@ -18,7 +18,7 @@ from pylsl.util import LostError, TimeoutError as LSLTimeoutError
 from .._checks import MAX_CHANNELS, shown
 from ._base import SourceError
 from ._uri import parse_uri
-from .lsl import LSLSource
+from .lsl import LSLSource, _open_inlet, _resolve_first
 
 __all__ = ["MarkerInlet"]
 
@@ -53,15 +53,7 @@ class MarkerInlet:
         self.received = 0
 
     def open(self) -> "MarkerInlet":
-        found = pylsl.resolve_bypred(self._predicate, minimum=1, timeout=self._timeout)
-        if not found:
-            raise SourceError(f"no LSL marker stream matching {self._predicate} found within "
-                              f"{self._timeout:g} s ('emgstream devices' lists the visible "
-                              f"streams)")
-        if len(found) > 1:
-            logger.warning("%d LSL streams match %s; recording markers of the first (source_id "
-                           "%r)", len(found), self._predicate, found[0].source_id())
-        head = found[0]
+        head = _resolve_first(self._predicate, self._timeout)
         if head.channel_format() != pylsl.cf_string:
             raise SourceError(f"LSL stream {shown(head.name())} ({self._predicate}) carries "
                               f"numbers; expected a marker stream of strings")
@@ -69,13 +61,7 @@ class MarkerInlet:
             raise SourceError(f"LSL marker stream {shown(head.name())} declares "
                               f"{head.channel_count()} channels; expected 1 to {MAX_CHANNELS}")
         inlet = pylsl.StreamInlet(head, recover=True)
-        try:
-            inlet.open_stream(timeout=self._timeout)
-            self._offset = inlet.time_correction(timeout=self._timeout)
-        except LSLTimeoutError:
-            inlet.close_stream()
-            raise SourceError(f"LSL marker stream {shown(head.name())} was found but did not "
-                              f"answer within {self._timeout:g} s") from None
+        _, self._offset = _open_inlet(inlet, head, self._predicate, self._timeout)
         self._inlet, self.name = inlet, head.name()
         self._offset_at = time.monotonic()
         logger.info("recording markers of LSL stream %r (clock offset %.6f s)", self.name,
