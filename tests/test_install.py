@@ -10,7 +10,6 @@ import sys
 import venv
 from pathlib import Path
 
-import pytest
 
 _ROOT = Path(__file__).resolve().parents[1]
 

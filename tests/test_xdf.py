@@ -39,7 +39,8 @@ def _header(name, kind, channels, rate, fmt, labels=(), unit="") -> bytes:
 
 def _int16_samples(values: np.ndarray, first_stamp: float) -> bytes:
     """Only the first sample stamped; the rest follow at the nominal rate (flag 0)."""
-    out = [_n(len(values)), b"\x08", struct.pack("<d", first_stamp), values[0].astype("<i2").tobytes()]
+    out = [_n(len(values)), b"\x08", struct.pack("<d", first_stamp),
+           values[0].astype("<i2").tobytes()]
     out += [b"\x00" + row.astype("<i2").tobytes() for row in values[1:]]
     return b"".join(out)
 
@@ -178,7 +179,8 @@ def _crafted(*chunks: bytes) -> bytes:
      r"declares 1000000000 samples of 2 channels; its \d+ bytes hold at most 7"),
     (_crafted(_chunk(3, _n(1) + b"\x08" + struct.pack("<d", float("nan")) + b"\x00" * 8, 1)),
      r"non-finite or cut timestamp"),
-    (_crafted(_chunk(3, _n(1) + b"\x00" + b"\x00" * 12, 1)), r"is 15 bytes but its 1 samples take 11"),
+    (_crafted(_chunk(3, _n(1) + b"\x00" + b"\x00" * 12, 1)),
+     r"is 15 bytes but its 1 samples take 11"),
     (_crafted(_chunk(4, struct.pack("<dd", 1.0, float("inf")), 1)),
      r"must hold two finite doubles"),
     (_crafted(_chunk(3, _n(1) + b"\x00" * 9, 7)), r"stream 7, which has no header before it"),
