@@ -194,8 +194,14 @@ def _crafted(*chunks: bytes) -> bytes:
     (b"XDF:" + _chunk(2, _header("Cues", "Markers", 1, 0, "string"), 1)
      + _chunk(3, _n(1) + b"\x00\x04" + struct.pack("<I", 1 << 20) + b"x" * (1 << 20), 1),
      r"a string value of 1048576 bytes .* at most 65536"),
+    (b"XDF:" + _chunk(2, b"<info><name>Amp</name><channel_count>2</channel_count>"
+                         b"<channel_format>float32</channel_format></info>", 1),
+     r"a stream header lacks info/nominal_srate"),
+    (_crafted(_chunk(6, b"<info><sample_count>many</sample_count></info>", 1)),
+     r"gives sample_count 'many'; expected a whole number"),
 ], ids=["magic", "chunk-length", "length-width", "sample-count", "nan-stamp", "overrun",
-        "clock-offset", "no-header", "entity", "nesting", "channels", "rate", "long-string"])
+        "clock-offset", "no-header", "entity", "nesting", "channels", "rate", "long-string",
+        "header-field", "footer-count"])
 def test_crafted_files_are_refused_in_one_line(tmp_path, body, message):
     path = tmp_path / "crafted.xdf"
     path.write_bytes(body)

@@ -257,7 +257,7 @@ def _check_xdf(f, size: int, where: str) -> dict[int, _Stream]:
                 raise RecordingError(f"{where}: clock offset chunk at byte {start} must hold "
                                      f"two finite doubles")
         else:
-            _parse_xml(bytes(content), where, f"the footer of stream {stream_id}")
+            _check_footer(bytes(content), where, stream_id)
     return streams
 
 
@@ -370,8 +370,25 @@ def _parse_xml(raw: bytes, where: str, what: str) -> _XmlWalk:
     return walk
 
 
+#: what pyxdf reads from every stream header without asking whether it is there
+_REQUIRED = ("info/name", "info/channel_count", "info/nominal_srate", "info/channel_format")
+
+
+def _check_footer(raw: bytes, where: str, stream_id: int) -> None:
+    walk = _parse_xml(raw, where, f"the footer of stream {stream_id}")
+    for path, text in walk.texts:
+        if path == "info/sample_count" and text and not text.isdigit():
+            raise RecordingError(f"{where}: the footer of stream {stream_id} gives "
+                                 f"sample_count {shown(text)}; expected a whole number")
+
+
 def _stream_header(raw: bytes, where: str) -> _Stream:
     walk = _parse_xml(raw, where, "a stream header")
+    given = {path for path, text in walk.texts if text}
+    missing = [path for path in _REQUIRED if path not in given]
+    if missing:
+        raise RecordingError(f"{where}: a stream header lacks {', '.join(missing)}; expected "
+                             f"{', '.join(_REQUIRED)}")
     s = _Stream()
     for path, text in walk.texts:
         if path == "info/name":
