@@ -3,7 +3,9 @@
 The metadata follows the XDF/LSL meta-data conventions for EMG: ``desc/channels/channel`` with
 ``label``, ``unit`` and ``type`` per channel, ``desc/acquisition`` with ``manufacturer``,
 ``model`` and ``serial_number``, so LabRecorder, SigViSualizer and MNE-LSL show labelled,
-scaled channels. Used by ``emgstream simulate --lsl`` and ``emgstream bridge``.
+scaled channels. Used by ``emgstream simulate --lsl``, ``emgstream bridge`` and ``emgstream
+play``; :func:`make_marker_outlet` is the string stream beside one (``run --lsl-markers``,
+``play``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from emgstream import __version__
 from emgstream.sources import StreamInfo
 
-__all__ = ["make_outlet", "push_chunk"]
+__all__ = ["make_marker_outlet", "make_outlet", "push_chunk"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,23 @@ def make_outlet(info: StreamInfo, source_id: str = "", chunk_size: int = 0,
     logger.info("LSL outlet %r: %d ch @ %g Hz, source id %r", info.name, info.n_channels,
                 info.sample_rate, source_id or info.device_id)
     return outlet
+
+
+def make_marker_outlet(name: str, source_id: str = ""):
+    """A ``pylsl.StreamOutlet`` for markers: one string channel at an irregular rate, type
+    ``Markers`` (what LabRecorder and ``record --markers lsl://type=Markers`` pick up).
+
+    ``source_id`` defaults to ``"emgstream-" + name``.
+    """
+    import pylsl
+
+    if not name:
+        raise ValueError("LSL marker stream name must not be empty")
+    info = pylsl.StreamInfo(name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
+                            source_id or f"emgstream-{name}")
+    info.desc().append_child_value("manufacturer", "emgstream")
+    info.desc().append_child_value("software", f"emgstream {__version__}")
+    return pylsl.StreamOutlet(info)
 
 
 def push_chunk(outlet, samples: np.ndarray, timestamps: np.ndarray) -> None:

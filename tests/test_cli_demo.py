@@ -61,14 +61,15 @@ def test_headless_prints_gesture_events_as_json_lines_without_qt(model_path):
 def test_demo_help_reads_well():
     result = _run("from emgstream.cli import main; main(['demo', '--help'])", timeout=60)
     assert result.returncode == 0
-    for option in ("--source", "--model", "--headless", "--duration"):
+    assert "demo [OPTIONS] [SOURCE]" in result.stdout
+    for option in ("--model", "--headless", "--duration SECONDS"):
         assert option in result.stdout
 
 
 def test_bad_source_is_a_clear_error(model_path):
     path, _ = model_path
     result = _run("from emgstream.cli import main; "
-                  f"main(['demo', '--headless', '--source', 'sim://?channels=8', "
+                  f"main(['demo', 'sim://?channels=8', '--headless', "
                   f"'--model', {str(path)!r}, '--duration', '1'])", timeout=60)
     assert result.returncode != 0
     assert "8 channels" in result.stderr and "16 channels" in result.stderr
@@ -94,7 +95,7 @@ def test_window_opens_shows_events_and_exits_cleanly(model_path):
         "logging.basicConfig(level=logging.INFO)\n"
         "from emgstream.cli import main\n"
         "try:\n"
-        f"    main(['demo', '--duration', '6', '--threshold', '0', '--source', {_SIM!r},\n"
+        f"    main(['demo', {_SIM!r}, '--duration', '6', '--threshold', '0',\n"
         f"          '--model', {str(path)!r}, '--user', 'ann'])\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"

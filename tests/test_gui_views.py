@@ -49,7 +49,8 @@ def test_spectrum_shows_mains_at_its_frequency(qapp, mains):
     view = SpectrumView(rate, mains)
     view.set_data(x.astype(np.float32))
     freqs, power = view.raw_curve.getData()
-    assert freqs.max() <= 500
+    assert freqs.max() == rate / 2  # up to Nyquist, and the axis with it
+    assert view.getViewBox().viewRange()[0][1] == pytest.approx(rate / 2)
     peak = freqs[np.argmax(power)]
     assert abs(peak - mains) <= rate / 512  # within one Welch bin
     lines = [line.value() for line in view._mains_lines]
@@ -116,3 +117,54 @@ def test_traces_stack_channels_in_lanes_newest_at_zero(qapp):
     assert np.abs(lanes[0] - 2).max() > 0.2  # and not flattened by the flat channels
     ticks = view.getAxis("left")._tickLevels[0]
     assert [label for _, label in ticks] == names
+
+
+@pytest.mark.parametrize("amplitude, units, symbol", [(40.0, "microvolts", "µV"),
+                                                      (0.3, "millivolts", "mV")])
+def test_traces_carry_an_amplitude_scale_in_the_streams_units(qapp, amplitude, units, symbol):
+    from apps.live_demo._views import TracesView, nice_step
+
+    view = TracesView(["A", "B"], seconds=1.0, units=units)
+    rate = 1000.0
+    t = np.arange(3000) / rate
+    x = np.stack([amplitude * np.sin(2 * np.pi * 7 * t), np.zeros_like(t)], 1)
+    for k in range(0, 3000, 100):  # the scale settles as chunks arrive, like the window's
+        view.set_data(x[:k + 100].astype(np.float32), t[:k + 100])
+    length, value = view.scale_bar
+    assert view.scale_label.toPlainText() == f"{value:g} {symbol}"
+    assert value == nice_step(value) and 0 < length <= 0.5 + 1e-9
+    # the bar is drawn to the traces' scale: A's peak (lane 1) stands as far above its
+    # lane as its amplitude is to the bar's value
+    _, y = view._curve.getData()
+    peak = np.nanmax(y.reshape(2, -1)[0]) - 1.0
+    assert peak < 0.55  # not clipped, so the comparison holds
+    assert peak / length == pytest.approx(amplitude / value, rel=1e-3)
+
+
+def test_nice_steps():
+    from apps.live_demo._views import nice_step
+
+    assert [nice_step(x) for x in (0.7, 1.0, 3.3, 7.9, 12.0, 260.0)] == \
+        [0.5, 1.0, 2.0, 5.0, 10.0, 200.0]
+
+
+def test_rms_ring_has_a_colour_bar_in_the_streams_units(qapp):
+    from apps.live_demo._views import BandRmsView
+
+    view = BandRmsView([f"EMG{i + 1}" for i in range(4)], units="microvolts")
+    view.set_rms(np.array([1.0, 2.0, 30.0, 4.0]))
+    assert view.colorbar.levels() == pytest.approx((0.0, 30.0))  # the brightest electrode
+    assert "RMS (µV)" in view.colorbar.axis.labelString()
+
+
+def test_readout_and_events_table_show_one_confidence(qapp):
+    from apps.live_demo._panels import CONFIDENCE_HELP, EventHistory, GestureReadout
+
+    readout, history = GestureReadout(["rest", "fist"]), EventHistory()
+    readout.set_gesture("fist", 0.873)
+    history.add("fist", 0.873, 0.012)
+    assert readout.confidence_label.text() == "confidence 87%"
+    assert history.table.item(0, 2).text() == "87%"
+    assert history.table.horizontalHeaderItem(2).text() == "confidence"
+    assert CONFIDENCE_HELP in readout.confidence_label.toolTip()
+    assert CONFIDENCE_HELP in history.table.horizontalHeaderItem(2).toolTip()

@@ -13,8 +13,9 @@ import pytest
 
 _LIGHT_MODULES = [
     "emgstream.sources", "emgstream.sources.lsl", "emgstream.sources.serial",
-    "emgstream.sources.replay", "emgstream.sources.sim", "emgstream.dsp", "emgstream.io",
-    "emgstream.io.recording", "emgstream.io.datasets", "emgstream.io.threedc",
+    "emgstream.sources.replay", "emgstream.sources.sim", "emgstream.sources.markers",
+    "emgstream.dsp", "emgstream.io", "emgstream.io.recording", "emgstream.io.xdf",
+    "emgstream.io.datasets", "emgstream.io.threedc",
     "emgstream.synth", "emgstream.modelfile", "firmware_bridge", "firmware_bridge.codec",
 ]
 

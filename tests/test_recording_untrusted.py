@@ -166,12 +166,12 @@ def test_deeply_nested_json_attribute_refused(tmp_path):
 
 
 def test_absurdly_long_string_field_refused(tmp_path):
-    """One marker whose text field is 1 MB: the format's markers hold at most 256 bytes."""
+    """One marker whose text field is 1 MB: the format's markers hold at most 1024 bytes."""
     path = tmp_path / "crafted.h5"
     markers = np.zeros(1, [("time", "<f8"), ("text", "S1000000")])
     _with_extras(path, markers=markers)
     _refused(path, r"field 'text' of 'emgstream/markers' holds strings of 1000000 bytes, "
-                   r"at most 256")
+                   r"at most 1024")
 
 
 @pytest.mark.parametrize("name, dtype, message", [
@@ -205,8 +205,8 @@ def test_a_real_recording_passes_every_check(tmp_path):
     with RecordingWriter(path, info, user="u0", class_names=["rest", "fist"]) as w:
         w.append(np.ones((50, 4), np.float32), np.arange(50) / 100.0,
                  labels=np.ones(50, np.int16))
-        w.add_marker(0.1, "x" * 255)
+        w.add_marker(0.1, "x" * 1023)
         w.add_dropped(0.2, 3)
     rec = read_recording(path)
-    assert rec.n_samples == 50 and rec.markers[0][1] == "x" * 255
+    assert rec.n_samples == 50 and rec.markers[0][1] == "x" * 1023
     assert json.dumps(rec.meta["device"]["channel_names"]) == '["ch0", "ch1", "ch2", "ch3"]'

@@ -17,6 +17,18 @@ from .window import LiveDemoWindow
 __all__ = ["run_demo_window"]
 
 logger = logging.getLogger(__name__)
+_qt_logger = logging.getLogger("qt")
+# Qt's warnings are mostly its platform plugins talking ("This plugin does not support
+# propagateSizeHints()" offscreen): information for -v, not for the terminal by default
+_QT_LEVELS = {QtCore.QtMsgType.QtDebugMsg: logging.DEBUG,
+              QtCore.QtMsgType.QtInfoMsg: logging.INFO,
+              QtCore.QtMsgType.QtWarningMsg: logging.INFO,
+              QtCore.QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtCore.QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+
+def _qt_message(kind, _context, message: str) -> None:
+    _qt_logger.log(_QT_LEVELS.get(kind, logging.WARNING), "%s", message)
 
 
 def run_demo_window(source_uri: str, model_path: str | Path, *, duration: float | None = None,
@@ -42,6 +54,7 @@ def run_demo_window(source_uri: str, model_path: str | Path, *, duration: float 
         model = load_model_file(personal)
     else:
         model = load_model_file(model_path)
+    QtCore.qInstallMessageHandler(_qt_message)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = LiveDemoWindow(model, source_uri, config=config, record_dir=record_dir,
                             model_path=model_path, user=user, started_at=t0)

@@ -15,6 +15,10 @@ __all__ = ["GestureReadout", "EventHistory", "HealthPanel", "PersonalizationPane
            "SourcePanel", "CpuMeter"]
 
 _NO_GESTURE = "—"
+#: What "confidence" means wherever the window shows one (readout and events table alike):
+#: the pipeline's smoothed probability of the gesture, its GestureEvent.confidence.
+CONFIDENCE_HELP = ("confidence: the smoothed probability of the gesture (averaged over the "
+                   "last hops), as emgstream run prints it")
 
 
 def _bold(size: int) -> QtGui.QFont:
@@ -35,6 +39,7 @@ class GestureReadout(QtWidgets.QGroupBox):
         self.name_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.name_label.setObjectName("gestureName")
         self.confidence_label = QtWidgets.QLabel("confidence –")
+        self.confidence_label.setToolTip(CONFIDENCE_HELP + "; now")
         self.confidence_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.confidence_label.setFont(_bold(12))
         layout.addWidget(self.name_label)
@@ -94,7 +99,8 @@ class EventHistory(QtWidgets.QGroupBox):
         super().__init__("Recent events", parent)
         self.max_rows = int(max_rows)
         self.table = QtWidgets.QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["time", "gesture", "conf.", "latency"])
+        self.table.setHorizontalHeaderLabels(["time", "gesture", "confidence", "latency"])
+        self.table.horizontalHeaderItem(2).setToolTip(CONFIDENCE_HELP + "; when detected")
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
@@ -322,7 +328,7 @@ class SourcePanel(QtWidgets.QGroupBox):
 
     def _pick_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Replay a recording", "", "HDF5 recordings (*.h5 *.hdf5)")
+            self, "Replay a recording", "", "Recordings (*.h5 *.hdf5 *.xdf)")
         if path:
             self.combo.addItem(f"Replay: {path}", f"replay://{path}")
             self.combo.setCurrentIndex(self.combo.count() - 1)

@@ -12,7 +12,22 @@ import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui
 from scipy.signal import welch
 
-__all__ = ["TracesView", "BandRmsView", "SpectrumView", "decimate_minmax"]
+__all__ = ["TracesView", "BandRmsView", "SpectrumView", "decimate_minmax", "nice_step",
+           "unit_symbol"]
+
+_SYMBOLS = {"microvolts": "µV", "millivolts": "mV", "volts": "V"}
+
+
+def unit_symbol(units: str) -> str:
+    """The short form of a stream's units for an axis ("microvolts" -> "µV")."""
+    return _SYMBOLS.get(units.lower(), units)
+
+
+def nice_step(x: float) -> float:
+    """The largest of 1, 2 or 5 times a power of ten that is at most ``x`` (``x`` > 0): a
+    scale bar's length a reader takes in at a glance."""
+    power = 10.0 ** np.floor(np.log10(x))
+    return float(max(m * power for m in (1, 2, 5) if m * power <= x * (1 + 1e-9)))
 
 
 def decimate_minmax(x: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +63,7 @@ class TracesView(pg.PlotWidget):
     """
 
     def __init__(self, channel_names, seconds: float = 4.0, max_points: int = 600,
-                 parent=None):
+                 units: str = "microvolts", parent=None):
         super().__init__(parent=parent)
         self.seconds = float(seconds)
         self.max_points = int(max_points)
@@ -66,9 +81,16 @@ class TracesView(pg.PlotWidget):
         self.getAxis("left").setStyle(tickFont=self._tick_font)
         self._curve = pg.PlotCurveItem(pen=pg.mkPen("#1f4e79", width=1))
         self.addItem(self._curve)
-        self.set_channels(channel_names)
+        # the amplitude scale: a bar at the left edge of the top lane and its length in units
+        self._scale_bar = pg.PlotCurveItem(pen=pg.mkPen("k", width=3))
+        self.scale_label = pg.TextItem("", color="k", anchor=(0, 0.5))
+        self.addItem(self._scale_bar)
+        self.addItem(self.scale_label)
+        self._shown_step = None
+        self.set_channels(channel_names, units)
 
-    def set_channels(self, channel_names) -> None:
+    def set_channels(self, channel_names, units: str = "microvolts") -> None:
+        self._units = unit_symbol(units)
         self._names = tuple(channel_names)
         n_ch = len(self._names)
         self._lanes = np.arange(n_ch - 1, -1, -1, dtype=np.float64)  # channel 1 on top
@@ -77,7 +99,28 @@ class TracesView(pg.PlotWidget):
         self.setXRange(-self.seconds, 0, padding=0.0)
         self.setYRange(-0.8, n_ch - 0.2, padding=0.0)
         self._scale = None
+        self._shown_step = None
         self._curve.setData([], [])
+        self._scale_bar.setData([], [])
+        self.scale_label.setText("")
+
+    @property
+    def scale_bar(self) -> tuple[float, float]:
+        """``(length in lanes, the amplitude it stands for in the stream's units)``."""
+        x, y = self._scale_bar.getData()
+        return (0.0, 0.0) if y is None or len(y) < 2 else (float(y[1] - y[0]), self._shown_step)
+
+    def _show_scale(self) -> None:
+        # a bar of a round amplitude, at most half a lane (what a trace may swing either
+        # way), as long as a trace of that amplitude; its label changes with the number only
+        step = nice_step(0.5 * self._scale)
+        top, x = self._lanes[0], -self.seconds * 0.985
+        length = step / self._scale
+        self._scale_bar.setData([x, x], [top - length / 2, top + length / 2])
+        if step != self._shown_step:
+            self._shown_step = step
+            self.scale_label.setText(f"{step:g} {self._units}")
+            self.scale_label.setPos(x + self.seconds * 0.008, top)
 
     def set_data(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
         """Draw ``samples`` (time, channels) µV against ``timestamps`` (time,) s."""
@@ -103,15 +146,17 @@ class TracesView(pg.PlotWidget):
         ys = np.full((n_ch, len(t) + 1), np.nan)
         ys[:, :-1] = np.clip(y.T / self._scale, -0.55, 0.55) + self._lanes[:, None]
         self._curve.setData(xs.ravel(), ys.ravel(), connect="finite")
+        self._show_scale()
 
 
 class BandRmsView(pg.PlotWidget):
     """The electrodes around the band: marker colour and spoke length follow each RMS.
 
-    Electrode 1 is at the top and the numbering goes clockwise, in channel order.
+    Electrode 1 is at the top and the numbering goes clockwise, in channel order. A colour
+    bar beside the ring gives the RMS each colour stands for, in the stream's units.
     """
 
-    def __init__(self, channel_names, parent=None):
+    def __init__(self, channel_names, units: str = "microvolts", parent=None):
         super().__init__(parent=parent)
         self.setBackground("w")
         self.setMenuEnabled(False)
@@ -123,13 +168,19 @@ class BandRmsView(pg.PlotWidget):
         self.hideAxis("bottom")
         self.setTitle("RMS around the band", color="k", size="11pt")
         # 32 shades, built once: making brushes per frame is costly in pyqtgraph
+        colormap = pg.colormap.get("viridis")
         self._brushes = [pg.mkBrush(c) for c in
-                         pg.colormap.get("viridis").map(np.linspace(0, 1, 32), mode="qcolor")]
+                         colormap.map(np.linspace(0, 1, 32), mode="qcolor")]
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap, width=12,
+                                        interactive=False, colorMapMenu=False)
+        self.getPlotItem().layout.addItem(self.colorbar, 2, 5)
+        self._shown_levels = None
         self._scale = None
         self._items = []
-        self.set_channels(channel_names)
+        self.set_channels(channel_names, units)
 
-    def set_channels(self, channel_names) -> None:
+    def set_channels(self, channel_names, units: str = "microvolts") -> None:
+        self.colorbar.axis.setLabel(f"RMS ({unit_symbol(units)})", color="k")
         for item in self._items:
             self.removeItem(item)
         n = len(channel_names)
@@ -151,6 +202,7 @@ class BandRmsView(pg.PlotWidget):
         self.setXRange(-2.0, 2.0, padding=0)
         self.setYRange(-2.0, 2.0, padding=0)
         self._scale = None
+        self._shown_levels = None
 
     def set_rms(self, rms: np.ndarray) -> None:
         """``rms`` (channels,) in µV."""
@@ -158,6 +210,10 @@ class BandRmsView(pg.PlotWidget):
         # The colour scale decays slowly towards the current peak: rest looks quiet,
         # a contraction lights the electrodes over the active muscles.
         self._scale = peak if self._scale is None else max(peak, 0.98 * self._scale)
+        if self._shown_levels is None or abs(self._scale / self._shown_levels - 1) > 0.05:
+            # the bar's axis repaints when its levels move: only for a change one can see
+            self._shown_levels = self._scale
+            self.colorbar.setLevels((0.0, self._scale))
         level = np.clip(rms / self._scale, 0.0, 1.0)
         shade = np.round(level * (len(self._brushes) - 1)).astype(int)
         self._dots.setBrush([self._brushes[k] for k in shade])
@@ -170,7 +226,8 @@ class BandRmsView(pg.PlotWidget):
 
 
 class SpectrumView(pg.PlotWidget):
-    """Welch power spectra of the latest second, mean over channels, log power axis.
+    """Welch power spectra of the latest second, mean over channels, log power axis, from 0
+    Hz to Nyquist.
 
     Two curves: the raw stream (as the source delivers it, so mains interference shows as
     peaks at the dashed lines) and the filtered stream the model sees (what the notch and
@@ -213,7 +270,7 @@ class SpectrumView(pg.PlotWidget):
                                "anchors": [(0, 1), (0, 1)]})
                 self.addItem(line)
                 self._mains_lines.append(line)
-        self.setXRange(0, min(nyquist, 500.0), padding=0.0)
+        self.setXRange(0, nyquist, padding=0.0)
         self._decades = None
 
     def _spectrum(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -222,8 +279,7 @@ class SpectrumView(pg.PlotWidget):
             return None
         nperseg = min(n, int(2 ** np.floor(np.log2(self.sample_rate / 4))))  # ~4 Hz bins
         freqs, power = welch(samples[-n:], fs=self.sample_rate, nperseg=nperseg, axis=0)
-        shown = freqs <= min(self.sample_rate / 2, 500.0)
-        return freqs[shown], np.maximum(power.mean(axis=1)[shown], 1e-12)
+        return freqs, np.maximum(power.mean(axis=1), 1e-12)
 
     def set_data(self, raw: np.ndarray, filtered: np.ndarray | None = None) -> None:
         """``raw`` and ``filtered`` (time, channels) µV; each uses its latest second."""

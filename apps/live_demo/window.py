@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtWidgets
 
+from emgstream._extras import missing_extra
 from emgstream.modelfile import ModelFile, load_model_file
 from emgstream.pipeline import (PipelineConfig, PipelineProcess, PipelineProcessError,
                                 personal_model_path)
@@ -207,8 +208,8 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
         self.pipeline = pipeline
         self._pipeline_cpu = CpuMeter(lambda: pipeline.cpu_seconds)
         info = pipeline.info
-        self.traces.set_channels(info.channel_names)
-        self.band.set_channels(info.channel_names)
+        self.traces.set_channels(info.channel_names, info.units)
+        self.band.set_channels(info.channel_names, info.units)
         self.spectrum.set_rate(info.sample_rate, self._mains)
         self.readout.set_classes(self._model.class_names)
         self.readout.set_gesture(None, None)
@@ -448,10 +449,10 @@ class LiveDemoWindow(QtWidgets.QMainWindow):
 
     def _check_calibration_available(self) -> None:
         """Disable the calibrate button, saying why, when it cannot work here."""
-        why = None
-        if self._model_path is None:
+        why = missing_extra("torch", "calibration")
+        if why is None and self._model_path is None:
             why = "calibration needs the model's file; this window was given a model in memory"
-        else:
+        elif why is None:
             from emgstream.cli import main as cli
             try:
                 cli.get_command(None, "calibrate")

@@ -15,20 +15,22 @@ _METHOD_CHOICES = ("emg-up+", "emg-up", "ssa", "ssp", "adabn", "shot-im", "pseud
 def _adapt_options(f):
     """Options shared by both commands (EMG-UP hyper-parameters)."""
     options = [
-        click.option("--lr", type=float, default=None,
-                     help="Adaptation learning rate (default 1e-4, chosen on dev users; the "
-                          "paper's 1e-7 leaves the model unchanged)."),
-        click.option("--ssa-lr", type=float, default=None,
-                     help="Stage-1 (SSA) learning rate (default 1e-6, chosen on dev users)."),
-        click.option("--xi", type=float, default=None,
-                     help="Pseudo-label confidence threshold (eq. 8; default 0.8)."),
-        click.option("--n-consecutive", type=int, default=None,
+        click.option("--lr", type=float, default=None, show_default="1e-4",
+                     help="Learning rate of the adaptation (chosen on development users; "
+                          "1e-7 leaves the model unchanged)."),
+        click.option("--ssa-lr", type=float, default=None, show_default="1e-6",
+                     help="Learning rate of the first stage, which aligns the user's feature "
+                          "statistics (chosen on development users)."),
+        click.option("--xi", type=float, default=None, show_default="0.8",
+                     help="Confidence a window's prediction needs to be kept as a "
+                          "pseudo-label."),
+        click.option("--n-consecutive", type=int, default=None, show_default="1",
                      help="Keep a pseudo-label only in runs of this many consistent windows "
-                          "(the paper's N_c = 15; default 1 = eq. 8 alone, chosen on dev users)."),
-        click.option("--renormalise/--no-renormalise", default=None,
+                          "(1: the confidence alone, chosen on development users)."),
+        click.option("--renormalise/--no-renormalise", default=None, show_default="on",
                      help="Re-estimate a \"fixed\" input normalisation on the user's data "
-                          "(AdaBN) before adapting (default on; models with per-window "
-                          "normalisation have no statistics to re-estimate)."),
+                          "before adapting (models with per-window normalisation have no "
+                          "statistics to re-estimate)."),
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     for option in reversed(options):
@@ -52,17 +54,17 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
 @click.argument("source", required=False)
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False,
                                                        path_type=Path), default=None,
-              help="The source model file. Default: the shipped default model.")
+              show_default="the shipped model", help="The source model file.")
 @click.option("--user", required=True, metavar="NAME",
               help="Whom the personalized model is for.")
-@click.option("--duration", type=float, default=120.0, show_default=True,
-              help="Seconds of EMG to record from SOURCE.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=120.0,
+              show_default=True, metavar="SECONDS", help="Seconds of EMG to record from SOURCE.")
 @click.option("--from", "recording", type=click.Path(exists=True, dir_okay=False,
                                                      path_type=Path), default=None,
               help="Use this recording (HDF5) instead of recording from SOURCE.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Personalized model file to write. Default: the user's, which `run "
-                   "--user NAME` and `demo --user NAME` pick up.")
+              show_default="the user's, which run --user NAME and demo --user NAME pick up",
+              help="Personalized model file to write.")
 @click.option("--method", type=click.Choice(_METHOD_CHOICES), default=_METHOD_CHOICES[0],
               show_default=True,
               help="Adaptation method. emg-up+: EMG-UP's two stages with pseudo-labels from "
@@ -280,16 +282,17 @@ def _user_list(text):
 @click.option("--test-users", default=None, help="...and adapt to each of these.")
 @click.option("--rows", default=None,
               help="Comma-separated subset of: upper-bound, source-only, lda, lda-zscore, "
-                   "lda-kmeans, adabn, ssa, ssp, emg-up, shot-im, pseudo-label, emg-up+ "
-                   "(default all).")
+                   "lda-kmeans, adabn, ssa, ssp, emg-up, shot-im, pseudo-label, emg-up+.",
+              show_default="all")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               default=Path("eval-results"), show_default=True,
               help="Folder for results.json, per_user.csv and results.md.")
 @click.option("--source-epochs", type=int, default=None,
-              help="Supervised epochs of each source model (default 6).")
-@click.option("--mae-epochs", type=int, default=None, help="MAE epochs (default 2).")
-@click.option("--train-stride", type=float, default=None,
-              help="Seconds between source-training windows (default 0.1; larger is faster).")
+              show_default="6", help="Supervised epochs of each source model.")
+@click.option("--mae-epochs", type=int, default=None, show_default="2",
+              help="Epochs of masked-autoencoder pre-training.")
+@click.option("--train-stride", type=float, default=None, show_default="0.1",
+              help="Seconds between source-training windows (larger is faster).")
 @click.option("--epochs-scale", type=float, default=1.0, show_default=True,
               help="Multiply the adaptation epochs (SSA 5, SSP 10) by this.")
 @click.option("--synth-duration", type=float, default=120.0, show_default=True,

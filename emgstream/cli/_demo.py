@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import click
 
-from ..sources.sim import DEMO_URI
+from ..sources.sim import DEMO_URI, held_out_session
+
+#: PipelineConfig's threshold, for --help (which must not import the pipeline)
+_PIPELINE_THRESHOLD = 0.5
 
 
 @click.command()
-@click.option("--source", "source_uri", default=DEMO_URI, show_default=True, metavar="URI",
-              help="Where the EMG comes from: sim:// (default: a simulated user the "
-                   "shipped model knows, on a new session), lsl://name=NAME, "
-                   "serial:///dev/ttyUSB0, replay://FILE.h5.")
+@click.argument("source", default=DEMO_URI, required=False)
+# before SOURCE was positional; kept so that older scripts run
+@click.option("--source", "source_option", default=None, metavar="URI", hidden=True)
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="Model file (.emgm). Default: the shipped model.")
+              default=None, metavar="FILE", show_default="the shipped model",
+              help="Model file (.emgm).")
 @click.option("--headless", is_flag=True,
               help="No window: print each gesture event as one JSON line on stdout.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Stop after this many seconds (default: run until "
-                                      "the window is closed or Ctrl-C).")
+              metavar="SECONDS", help="Stop after this many seconds.",
+              show_default="until the window is closed, or Ctrl-C")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Confidence below which no gesture is shown (default: the pipeline's).")
+              show_default=str(_PIPELINE_THRESHOLD),
+              help="Smoothed confidence below which no gesture is shown.")
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
               help="Save a picture of the window when --duration ends (for docs).")
 @click.option("--record-dir", type=click.Path(file_okay=False), default="recordings",
@@ -28,15 +32,17 @@ from ..sources.sim import DEMO_URI
 @click.option("--user", default="", metavar="NAME",
               help="Who wears the band: start from their personalized model of MODEL when "
                    "one was saved (calibrate, run --adapt, the window's save button).")
-def demo(source_uri: str, model_path: str | None, headless: bool, duration: float | None,
-         threshold: float | None, screenshot: str | None, record_dir: str, user: str) -> None:
-    """Open the live demo window: traces, spectrum, RMS around the band, the recognised
-    gesture, stream health and online personalization.
+def demo(source: str, source_option: str | None, model_path: str | None, headless: bool,
+         duration: float | None, threshold: float | None, screenshot: str | None,
+         record_dir: str, user: str) -> None:
+    """Open the live demo window on SOURCE: traces, spectrum, RMS around the band, the
+    recognised gesture, stream health and online personalization.
 
-    With no options it streams the simulated wristband through the shipped model, so it
-    works on a fresh install. Use --source for a real band, e.g.
+    With no SOURCE it streams the simulated wristband (a user the shipped model knows, on a
+    session it never trained on) through the shipped model, so it works on a fresh install.
+    For a real band, e.g.
 
-        emgstream demo --source lsl://name=MyBand
+        emgstream demo lsl://name=MyBand
 
     and --headless on a machine without a display (events as JSON lines; the statistics
     go to stderr when it stops).
@@ -48,6 +54,7 @@ def demo(source_uri: str, model_path: str | None, headless: bool, duration: floa
     t0 = time.perf_counter()
     from emgstream.pipeline import PipelineConfig, default_model_path, personal_model_path
 
+    source_uri = held_out_session(source_option or source)
     config = PipelineConfig() if threshold is None else PipelineConfig(threshold=threshold)
     if model_path is None:
         shipped = default_model_path()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -13,17 +14,24 @@ import click
 @click.argument("source")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="HDF5 file to write (emg2pose layout).")
-@click.option("--duration", type=float, default=None, metavar="S",
-              help="Stop after S seconds of data (default: until Ctrl-C).")
-@click.option("--user", default="", help="User id stored in the file.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop after this many seconds of data.",
+              show_default="until Ctrl-C")
+@click.option("--user", default="", metavar="NAME",
+              help="Who wears the band, stored in the file.")
 @click.option("--session", default="", help="Session id stored in the file.")
 @click.option("--stage", default="", help="Stage (gesture group) stored in the file.")
 @click.option("--side", type=click.Choice(["left", "right"]), default=None,
               help="Hand the band is worn on.")
 @click.option("--overwrite", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
+@click.option("--markers", "marker_uris", multiple=True, metavar="URI",
+              help="Also record this LSL marker stream (e.g. lsl://type=Markers, or the "
+                   "stream of run --lsl-markers) into the file's markers, on the same clock "
+                   "as the samples. Repeatable.")
 def record(source: str, output: str, duration: float | None, user: str, session: str,
-           stage: str, side: str | None, overwrite: bool, quiet: bool) -> None:
+           stage: str, side: str | None, overwrite: bool, quiet: bool,
+           marker_uris: tuple[str, ...]) -> None:
     """Record SOURCE (a URI such as lsl://name=EMG, serial:///dev/ttyUSB0,
     replay://rec.h5, sim://?channels=16) to FILE.
 
@@ -39,7 +47,7 @@ def record(source: str, output: str, duration: float | None, user: str, session:
 
     from .._checks import check_positive_float
     from ..io.recording import RecordingWriter, record_source
-    from ..sources import SourceError, open_source
+    from ..sources import MarkerInlet, SourceError, open_source
 
     # bad arguments are refused before the device is opened or a file is made
     if duration is not None:
@@ -56,7 +64,9 @@ def record(source: str, output: str, duration: float | None, user: str, session:
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     status_line = None if quiet else _StatusLine()
+    markers = contextlib.ExitStack()
     try:
+        inlets = [markers.enter_context(MarkerInlet(uri)) for uri in marker_uris]
         with open_source(source) as src:
             info = src.info
             click.echo(f"recording {info.name!r}: {info.n_channels} ch @ "
@@ -64,10 +74,11 @@ def record(source: str, output: str, duration: float | None, user: str, session:
             with RecordingWriter(output, info, user=user, session=session, stage=stage,
                                  side=side or "", overwrite=overwrite) as writer:
                 final = record_source(src, writer, duration=duration, stop=stop,
-                                      on_status=status_line)
+                                      on_status=status_line, markers=inlets)
     except (SourceError, ValueError, FileExistsError) as err:
         raise click.ClickException(str(err)) from None
     finally:
+        markers.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if status_line is not None:
@@ -75,6 +86,8 @@ def record(source: str, output: str, duration: float | None, user: str, session:
     faults = "".join(f", {kind} {count}" for kind, count in sorted(final.faults.items()))
     click.echo(f"wrote {final.samples} samples ({final.samples / info.sample_rate:.2f} s, "
                f"{final.dropped} dropped{faults}) to {output}", err=True)
+    for inlet in inlets:
+        click.echo(f"recorded {inlet.received} markers of {inlet.name!r}", err=True)
 
 
 class _StatusLine:

@@ -13,7 +13,7 @@ import click
 @click.command()
 @click.argument("source")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              metavar="FILE", help="Model file (.emgm). Default: the shipped default model.")
+              metavar="FILE", show_default="the shipped model", help="Model file (.emgm).")
 @click.option("--adapt", is_flag=True,
               help="Adapt the model to the wearer online, without labels (EMG-UP+, the "
                    "default personalization; needs torch).")
@@ -32,7 +32,8 @@ import click
 @click.option("--lsl-markers", default=None, metavar="NAME",
               help="Also publish events on an LSL marker stream of this name.")
 @click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              metavar="S", help="Stop after S seconds (default: until Ctrl-C).")
+              metavar="SECONDS", help="Stop after this many seconds.",
+              show_default="until Ctrl-C")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Also record the raw stream to FILE (HDF5).")
 @click.option("--user", default="", metavar="NAME",
@@ -52,7 +53,7 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
         lsl_markers: str | None, duration: float | None, record_path: str | None,
         user: str, personal: bool, save_adapted: str | None, realtime_priority: int) -> None:
     """Recognise gestures live on SOURCE (lsl://name=EMG, serial:///dev/ttyUSB0,
-    replay://rec.h5, sim://?channels=16).
+    replay://rec.h5, sim:// -- a session the shipped model never trained on, as in the demo).
 
     Every hop of the model, the newest window is filtered as the model declares, run through
     ONNX Runtime, smoothed, thresholded and debounced. Each change of gesture is printed as
@@ -67,6 +68,7 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
     from ..pipeline import (AdaptationError, JsonLinesWriter, LSLMarkerOutlet, Pipeline,
                             PipelineConfig, default_model_path, personal_model_path)
     from ..sources import SourceError, open_source
+    from ..sources.sim import held_out_session
 
     if save_adapted is not None and not adapt:
         raise click.UsageError("--save-adapted needs --adapt")
@@ -96,7 +98,7 @@ def run(source: str, model_path: str | None, adapt: bool, threshold: float, smoo
                                 threshold=threshold, debounce=debounce,
                                 emit="hop" if every_hop else "change", adapt=adapt,
                                 realtime_priority=realtime_priority)
-        pipeline = Pipeline(open_source(source), model, config)
+        pipeline = Pipeline(open_source(held_out_session(source)), model, config)
     except (ModelFileError, ValueError) as err:
         raise click.ClickException(str(err)) from None
 

@@ -27,11 +27,12 @@ def _run_until(duration: float | None, step) -> None:
               help="Electrodes around the band.")
 @click.option("--rate", default=2000, show_default=True, type=click.IntRange(1),
               help="Samples per second.")
-@click.option("--user", default=0, show_default=True, type=click.IntRange(0),
-              help="Which simulated user wears the band.")
+@click.option("--sim-user", default=0, show_default=True, type=click.IntRange(0),
+              metavar="INDEX", help="Which simulated person wears the band (sim://?user=).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
               help="Seed of the simulated population.")
-@click.option("--source-id", default="", help="LSL source id [default: sim-SEED-USER].")
+@click.option("--source-id", default="", help="LSL source id.",
+              show_default="sim-SEED-INDEX")
 @click.option("--format", "sample_format", type=click.Choice(["int24", "int16"]),
               default="int24", show_default=True, help="Serial: sample format on the wire.")
 @click.option("--drop-frames", type=click.FloatRange(0, 1), default=0.0,
@@ -41,8 +42,9 @@ def _run_until(duration: float | None, step) -> None:
 @click.option("--garbage-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Serial fault: probability random bytes precede a frame.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds [default: run until Ctrl-C].")
-def simulate(lsl_name, serial, channels, rate, user, seed, source_id, sample_format,
+              metavar="SECONDS", help="Stop after this many seconds.",
+              show_default="until Ctrl-C")
+def simulate(lsl_name, serial, channels, rate, sim_user, seed, source_id, sample_format,
              drop_frames, bit_error_rate, garbage_rate, duration):
     """Serve the simulated wristband as an LSL stream (--lsl NAME) or as a serial device on a
     pseudo-terminal (--serial), until Ctrl-C.
@@ -54,12 +56,12 @@ def simulate(lsl_name, serial, channels, rate, user, seed, source_id, sample_for
     if bool(lsl_name) == serial:
         raise click.UsageError("give exactly one of --lsl NAME or --serial")
     if serial:
-        _simulate_serial(channels, rate, user, seed, sample_format, drop_frames,
+        _simulate_serial(channels, rate, sim_user, seed, sample_format, drop_frames,
                          bit_error_rate, garbage_rate, duration)
     else:
         if drop_frames or bit_error_rate or garbage_rate:
             raise click.UsageError("fault options apply to --serial only")
-        _simulate_lsl(lsl_name, channels, rate, user, seed, source_id, duration)
+        _simulate_lsl(lsl_name, channels, rate, sim_user, seed, source_id, duration)
 
 
 def _simulate_lsl(name, channels, rate, user, seed, source_id, duration):
@@ -97,13 +99,15 @@ def _simulate_serial(channels, rate, user, seed, sample_format, drop_frames, bit
 
 @click.command()
 @click.argument("port", metavar="SERIAL")
-@click.option("--name", default=None, help="LSL stream name [default: the device's model].")
+@click.option("--name", default=None, help="LSL stream name.",
+              show_default="the device's model")
 @click.option("--source-id", default=None,
-              help="LSL source id [default: the device's serial number].")
+              help="LSL source id.", show_default="the device's serial number")
 @click.option("--stats-every", default=5.0, show_default=True, type=click.FloatRange(0),
               help="Seconds between status lines (0: none).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds [default: run until Ctrl-C].")
+              metavar="SECONDS", help="Stop after this many seconds.",
+              show_default="until Ctrl-C")
 def bridge(port, name, source_id, stats_every, duration):
     """Forward a serial wristband (serial:///dev/ttyUSB0?baud=921600, or a bare device path)
     to an LSL outlet with channel labels, units and manufacturer in its metadata, so

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._xdf import import_xdf
+
 
 @click.command()
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
@@ -15,9 +17,9 @@ import click
 @click.option("--sessions", default=2, show_default=True, type=click.IntRange(min=1),
               help="Sessions (donnings of the band) per user.")
 @click.option("--duration", default=120.0, show_default=True, type=click.FloatRange(min=0,
-              min_open=True), metavar="S", help="Seconds per session.")
+              min_open=True), metavar="SECONDS", help="Seconds per session.")
 @click.option("--unseen", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              metavar="S", help="Seconds of the held-out (unseen) gestures per session, in "
+              metavar="SECONDS", help="Seconds of the held-out (unseen) gestures per session, in "
                                 "separate *_unseen.hdf5 files; 0 writes none.")
 @click.option("--first-user", default=0, show_default=True, type=click.IntRange(min=0),
               help="Index of the first user (disjoint populations from one seed).")
@@ -55,7 +57,10 @@ def synth(output: str, users: int, sessions: int, duration: float, unseen: float
 
 @click.group(name="import")
 def import_() -> None:
-    """Convert a dataset into our HDF5 recordings (emg2pose layout, with labels)."""
+    """Convert a dataset or a file into our HDF5 recordings (emg2pose layout)."""
+
+
+import_.add_command(import_xdf)
 
 
 @import_.command(name="3dc")
@@ -64,7 +69,7 @@ def import_() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder to write the HDF5 files into (created if missing).")
 @click.option("--participants", default=None, metavar="N,N,...",
-              help="People to convert, e.g. 1,2,5 (default: every one under --root).")
+              show_default="every one under --root", help="People to convert, e.g. 1,2,5.")
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
 def import_3dc(root: str, output: str, participants: str | None, overwrite: bool) -> None:
     """Convert the 3DC dataset: one labelled recording per person, block and cycle

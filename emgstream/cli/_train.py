@@ -13,7 +13,7 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also export the trained model to this model file (.emgm).")
 @click.option("--threads", type=int, default=None,
-              help="Torch CPU threads (default: torch's choice).")
+              show_default="torch's choice", help="Torch CPU threads.")
 @click.option("--steps-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True,
               help="Multiply every stage's steps (and restart period): a shorter run of the "

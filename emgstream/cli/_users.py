@@ -10,8 +10,8 @@ import click
 @click.command()
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               default=None, metavar="FILE",
-              help="Mark the files that `run --user NAME --model FILE` picks up. Default: the "
-                   "shipped model.")
+              show_default="the shipped model",
+              help="Mark the files that `run --user NAME --model FILE` picks up.")
 def users(model_path: str | None) -> None:
     """List the personalized models kept per user (written by calibrate, run --adapt --user
     and the demo window), marking with * those adapted from MODEL, i.e. the ones that

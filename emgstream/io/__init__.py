@@ -2,6 +2,7 @@
 
 - :class:`RecordingWriter`, :func:`read_recording`, :class:`Recording`: the emg2pose-layout
   HDF5 that ``emgstream record`` writes and the emg2pose dataset uses.
+- :func:`read_xdf`, :func:`write_xdf`: XDF files (LabRecorder's) as a :class:`Recording`.
 - :class:`LabelledStream`: one continuous labelled recording in memory.
 - :func:`load_3dc`: the 3DC dataset rebuilt into labelled continuous streams.
 - :class:`WindowDataset`, :class:`WindowSpec`: windows for training and evaluation, filtered
@@ -24,6 +25,9 @@ _LAZY = {
     "RecordingError": "recording",
     "RecordStatus": "recording",
     "record_source": "recording",
+    "fit_marker_text": "recording",
+    "read_xdf": "xdf",
+    "write_xdf": "xdf",
     "load_3dc": "threedc",
     "THREEDC_CLASSES": "threedc",
     "WindowDataset": "datasets",

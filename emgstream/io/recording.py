@@ -11,7 +11,7 @@ Layout (``../shared/data/emg2pose/README.md``; Meta's tools read only the first 
                                       filters (JSON), unix_minus_lsl, complete,
                                       flushed_samples
     /emgstream/labels          int16 (T,), -1 = unlabelled; attr class_names (JSON list)
-    /emgstream/markers         compound: time f8, text (UTF-8, at most 255 bytes)
+    /emgstream/markers         compound: time f8, text (UTF-8, at most 1023 bytes)
     /emgstream/dropped         compound: time f8, count i8
     /emgstream/faults          compound: time f8, kind (ASCII, 16 bytes), count i8
 
@@ -52,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -62,7 +62,7 @@ from ..sources._base import FAULT_KINDS, DroppedSpan, FaultEvent, Source, Stream
 from ._stream import LabelledStream
 
 __all__ = ["RecordingError", "Recording", "RecordingWriter", "read_recording",
-           "RecordStatus", "record_source", "RECORDED_FAULTS"]
+           "RecordStatus", "record_source", "RECORDED_FAULTS", "fit_marker_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ N_JOINTS = 20  #: emg2pose joint angles per sample
 #: side rejected (non-finite), which are not stored and are marked as a dropped span.
 RECORDED_FAULTS = FAULT_KINDS + ("rejected_samples",)
 _MAX_CHANNELS = 4096  # refuse absurd channel counts from untrusted files
-_MARKER_BYTES = 256
+# An LSL marker stream's texts, JSON of a 13-class gesture event (``run --lsl-markers``) among
+# them, fit whole; SWMR needs fixed-size rows, so every row holds this many bytes.
+_MARKER_BYTES = 1024
 _MARKER_DTYPE = np.dtype([("time", "<f8"), ("text", h5py.string_dtype("utf-8", _MARKER_BYTES))])
 _DROPPED_DTYPE = np.dtype([("time", "<f8"), ("count", "<i8")])
 _FAULT_DTYPE = np.dtype([("time", "<f8"), ("kind", h5py.string_dtype("ascii", 16)),
@@ -661,7 +663,8 @@ class RecordingWriter:
         self.maybe_flush()
 
     def add_marker(self, t: float, text: str) -> None:
-        """Mark an event at LSL time ``t`` (UTF-8 text, at most 255 bytes)."""
+        """Mark an event at LSL time ``t`` (UTF-8 text, at most 1023 bytes; see
+        :func:`fit_marker_text`)."""
         self._check_open()
         encoded = str(text).encode("utf-8")
         if len(encoded) >= _MARKER_BYTES:
@@ -843,6 +846,15 @@ class RecordingWriter:
         return n
 
 
+def fit_marker_text(text: str) -> tuple[str, bool]:
+    """``text`` cut at a character boundary to fit a marker row, and whether it was cut
+    (markers from other tools' streams may be longer than a row holds)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) < _MARKER_BYTES:
+        return text, False
+    return encoded[:_MARKER_BYTES - 1].decode("utf-8", errors="ignore"), True
+
+
 def _unix_minus_lsl() -> float:
     """Offset from the LSL clock to Unix time, for the emg2pose ``start``/``end``."""
     import pylsl  # lazily: loads liblsl
@@ -891,11 +903,14 @@ class RecordStatus:
 def record_source(source: Source, writer: RecordingWriter, *, duration: float | None = None,
                   stop: threading.Event | None = None,
                   on_status: Callable[[RecordStatus], None] | None = None,
-                  status_interval: float = 0.5, read_timeout: float = 0.1) -> RecordStatus:
+                  status_interval: float = 0.5, read_timeout: float = 0.1,
+                  markers: Sequence = ()) -> RecordStatus:
     """Copy an open source into a writer until ``duration``, ``stop`` or the source ends.
 
     Raw chunks go to ``writer.append``; the source's dropped spans and fault events to
-    ``writer.add_dropped`` and ``writer.add_fault``. A chunk with non-finite values is not
+    ``writer.add_dropped`` and ``writer.add_fault``; what each of ``markers`` (open marker
+    inlets, :class:`emgstream.sources.MarkerInlet`) ``pull()``s, ``(time, text)`` on the
+    source's clock, to ``writer.add_marker``. A chunk with non-finite values is not
     stored: ``writer.reject`` marks it (a dropped span and a ``rejected_samples`` fault) and
     recording goes on, as in the live pipeline. With ``duration`` the recording holds exactly
     ``round(duration * rate)`` samples (the last chunk is cut); if the source stalls it still
@@ -946,6 +961,7 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
                                    "stored (%d such chunks); the recording marks the gap and "
                                    "goes on", n, rejected_chunks)
             _drain(source, writer, status)
+            _copy_markers(markers, writer)
             writer.maybe_flush()
             now = time.monotonic()
             done = target is not None and status.samples >= target
@@ -969,6 +985,7 @@ def record_source(source: Source, writer: RecordingWriter, *, duration: float | 
             logger.exception("could not record the last drops and faults")
         raise
     _drain(source, writer, status)
+    _copy_markers(markers, writer)  # those sent while the last chunk was read
     status.elapsed = time.monotonic() - t0
     return status
 
@@ -981,3 +998,13 @@ def _drain(source: Source, writer: RecordingWriter, status: RecordStatus) -> Non
     for fault in source.drain_faults():
         writer.add_fault(fault.time, fault.kind, fault.count)
         status.faults[fault.kind] = status.faults.get(fault.kind, 0) + fault.count
+
+
+def _copy_markers(inlets: Sequence, writer: RecordingWriter) -> None:
+    for inlet in inlets:
+        for t, text in inlet.pull():
+            text, cut = fit_marker_text(text)
+            if cut:
+                logger.warning("a marker of %r at %.3f was cut to %d bytes", inlet, t,
+                               len(text.encode()))
+            writer.add_marker(t, text)

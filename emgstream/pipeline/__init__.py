@@ -45,10 +45,11 @@ def default_model_path() -> Path | None:
     """The shipped default model file (``models/default.emgm`` beside the package), or None.
 
     Looked up next to the installed package first (wheel installs carry it as package data
-    under ``emgstream/models``), then in the source checkout that holds the package.
+    under ``emgstream/models``; in a checkout that is a link to ``models/``), then in the
+    source checkout that holds the package. Returned resolved: one file, one path.
     """
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / _DEFAULT_MODEL, package.parent / _DEFAULT_MODEL):
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()
     return None

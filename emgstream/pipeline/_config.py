@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._checks import check_option, check_positive_float, check_positive_int
+from .._extras import missing_extra
 
 __all__ = ["PipelineConfig"]
 
@@ -110,3 +111,7 @@ class PipelineConfig:
         if isinstance(self.adapt_nice, bool) or not isinstance(self.adapt_nice, int) \
                 or not 0 <= self.adapt_nice <= 19:
             raise ValueError(f"adapt_nice must be an integer in [0, 19], got {self.adapt_nice!r}")
+        if self.adapt:
+            missing = missing_extra("torch", "online adaptation")
+            if missing:
+                raise ValueError(missing)

@@ -55,15 +55,10 @@ class LSLMarkerOutlet:
     """
 
     def __init__(self, name: str, source_id: str = "") -> None:
-        import pylsl
+        from firmware_bridge.lsl_outlet import make_marker_outlet
 
-        if not name:
-            raise ValueError("LSL marker stream name must not be empty")
+        self._outlet = make_marker_outlet(name, source_id)
         self.name = name
-        info = pylsl.StreamInfo(name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
-                                source_id or f"emgstream-{name}")
-        info.desc().append_child_value("manufacturer", "emgstream")
-        self._outlet = pylsl.StreamOutlet(info)
         self.pushed = 0
 
     def __call__(self, event: GestureEvent) -> None:

@@ -36,10 +36,11 @@ import numpy as np
 from pylsl import local_clock
 
 from .._checks import check_chunk
+from .._extras import missing_extra
 from ..dsp import RingBuffer, make_filter
 from ..modelfile import ModelFile, ModelFileError
 from ..sources import Source, StreamInfo
-from ._adaptation import _AdaptationProcess
+from ._adaptation import AdaptationError, _AdaptationProcess
 from ._config import PipelineConfig
 from ._decision import GestureEvent, _Decider
 from ._onnx import _Runner, _softmax
@@ -660,6 +661,9 @@ class Pipeline:
             raise RuntimeError("start the pipeline before adaptation")
         if self._adapt_thread is not None and self._adapt_thread.is_alive():
             return
+        missing = missing_extra("torch", "online adaptation")
+        if missing:
+            raise AdaptationError(missing)
         if self._adaptation is None or not self._adaptation.alive:
             self._adaptation = _AdaptationProcess(
                 self._model, self._config.adapt_config, self._config.adapt_nice,

@@ -10,6 +10,7 @@ URI                                        source
 =========================================  ==============================================
 
 Every source is a context manager with ``info`` and ``read(timeout)``; see :class:`Source`.
+:class:`MarkerInlet` reads an LSL marker stream beside one (``record --markers``).
 """
 
 from __future__ import annotations
@@ -19,5 +20,12 @@ from ._base import (FAULT_KINDS, DroppedSpan, FaultEvent, Source, SourceError, S
 from ._uri import open_source, parse_uri
 from .sim import DEMO_URI
 
-__all__ = ["DEMO_URI", "FAULT_KINDS", "DroppedSpan", "FaultEvent", "Source", "SourceError",
-           "SourceStats", "StreamInfo", "open_source", "parse_uri"]
+__all__ = ["DEMO_URI", "FAULT_KINDS", "DroppedSpan", "FaultEvent", "MarkerInlet", "Source",
+           "SourceError", "SourceStats", "StreamInfo", "open_source", "parse_uri"]
+
+
+def __getattr__(name: str):
+    if name == "MarkerInlet":  # on use only: it loads liblsl
+        from .markers import MarkerInlet
+        return MarkerInlet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

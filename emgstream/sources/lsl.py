@@ -114,17 +114,14 @@ class LSLSource(Source):
         """The LSL query the stream must match, e.g. ``name='EMG'``."""
         return self._predicate
 
+    @property
+    def timeout(self) -> float:
+        """Seconds to wait for the stream when opening."""
+        return self._timeout
+
     # -- Source ------------------------------------------------------------------------------
     def _open(self) -> None:
-        found = pylsl.resolve_bypred(self._predicate, minimum=1, timeout=self._timeout)
-        if not found:
-            raise SourceError(f"no LSL stream matching {self._predicate} found within "
-                              f"{self._timeout:g} s; is the outlet running? "
-                              f"('emgstream devices' lists the visible streams)")
-        if len(found) > 1:
-            logger.warning("%d LSL streams match %s; using the first (source_id %r)",
-                           len(found), self._predicate, found[0].source_id())
-        head = found[0]
+        head = _resolve_first(self._predicate, self._timeout)
         rate = head.nominal_srate()
         if not rate > 0:
             raise SourceError(f"LSL stream {head.name()!r} has an irregular rate "
@@ -138,17 +135,8 @@ class LSLSource(Source):
         flags = pylsl.proc_dejitter | pylsl.proc_monotonize if self._dejitter else 0
         inlet = pylsl.StreamInlet(head, max_buflen=max(1, int(round(self._max_buffered))),
                                   recover=True, processing_flags=flags)
-        try:
-            info = _stream_info(inlet.info(timeout=self._timeout))  # with labels and units
-            inlet.open_stream(timeout=self._timeout)
-            self._offset = inlet.time_correction(timeout=self._timeout)
-        except LSLTimeoutError:
-            inlet.close_stream()
-            raise SourceError(f"LSL stream {head.name()!r} ({self._predicate}) was found but "
-                              f"did not answer within {self._timeout:g} s") from None
-        except SourceError:
-            inlet.close_stream()
-            raise
+        info, self._offset = _open_inlet(inlet, head, self._predicate, self._timeout,
+                                        describe=True)  # with labels and units
         self._inlet = inlet
         self._info = info
         n_channels = self._info.n_channels
@@ -240,6 +228,38 @@ class LSLSource(Source):
             self._record_drop(stamps[k] + 1.0 / rate, count)
 
 
+def _resolve_first(predicate: str, timeout: float) -> pylsl.StreamInfo:
+    """The first LSL stream matching ``predicate`` within ``timeout`` seconds (a warning when
+    several match); :class:`SourceError` when none does."""
+    found = pylsl.resolve_bypred(predicate, minimum=1, timeout=timeout)
+    if not found:
+        raise SourceError(f"no LSL stream matching {predicate} found within {timeout:g} s; is "
+                          f"the outlet running? ('emgstream devices' lists the visible "
+                          f"streams)")
+    if len(found) > 1:
+        logger.warning("%d LSL streams match %s; using the first (source_id %r)", len(found),
+                       predicate, found[0].source_id())
+    return found[0]
+
+
+def _open_inlet(inlet: pylsl.StreamInlet, head: pylsl.StreamInfo, predicate: str,
+               timeout: float, describe: bool = False) -> tuple[StreamInfo | None, float]:
+    """Open ``inlet`` and measure its clock offset: ``(its full description as a StreamInfo
+    when describe, else None; offset)``. The inlet is closed again and :class:`SourceError`
+    raised when the stream does not answer or describes itself out of bounds."""
+    try:
+        info = _stream_info(inlet.info(timeout=timeout)) if describe else None
+        inlet.open_stream(timeout=timeout)
+        return info, inlet.time_correction(timeout=timeout)
+    except LSLTimeoutError:
+        inlet.close_stream()
+        raise SourceError(f"LSL stream {head.name()!r} ({predicate}) was found but did not "
+                          f"answer within {timeout:g} s") from None
+    except SourceError:
+        inlet.close_stream()
+        raise
+
+
 def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
     """Our StreamInfo from the full LSL description (channel labels and units if given);
     :class:`SourceError` when the description is out of bounds (it comes from the network)."""
@@ -263,4 +283,7 @@ def _stream_info(full: pylsl.StreamInfo) -> StreamInfo:
     return StreamInfo.described_by(
         f"LSL stream {shown(full.name())}", name=full.name(), n_channels=n,
         sample_rate=full.nominal_srate(), channel_names=names, units=unit,
-        device_id=full.source_id(), kind="lsl", manufacturer=desc.child_value("manufacturer"))
+        device_id=full.source_id(), kind="lsl",
+        # the XDF meta-data convention (our outlets) keeps it under acquisition
+        manufacturer=desc.child("acquisition").child_value("manufacturer")
+        or desc.child_value("manufacturer"))

@@ -1,6 +1,7 @@
-"""Replay an emg2pose-layout HDF5 recording (ours or the emg2pose dataset's) as a live source.
+"""Replay a recording as a live source: emg2pose-layout HDF5 (ours or the emg2pose dataset's)
+or XDF (LabRecorder's; its signal stream, chosen by ``stream=NAME`` when it holds several).
 
-``replay://path/to/rec.h5?speed=1&loop=0&chunk=10``
+``replay://path/to/rec.h5?speed=1&loop=0&chunk=10``, ``replay://session.xdf?stream=EMG``
 
 Timing is drift-free: sample ``i`` (counted from the start of the replay, across loops) is
 due at ``t0 + i / (rate * speed)`` on the LSL clock, ``t0`` being the moment of ``open``.
@@ -15,7 +16,8 @@ advancing.
 Ground truth: the recording's labels (and pose) are not part of the chunk contract, so
 :meth:`ReplaySource.labels_for` maps delivered timestamps back to the file's labels; live
 benchmarks use it to score a replayed session. ``last_labels`` holds the labels of the last
-chunk ``read`` returned.
+chunk ``read`` returned. :meth:`ReplaySource.markers_between` gives the file's markers and
+changes of label at their replay times (what ``emgstream play`` publishes beside the samples).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 _SPIN_S = 0.0003  # sleep until this close to the due time, then spin
 _BLOCK_BYTES = 64 * 1024 * 1024  # files with more EMG than this are read in blocks
-_PARAMS = ("speed", "loop", "chunk")
+_PARAMS = ("speed", "loop", "chunk", "stream")
 
 
 class ReplaySource(Source):
@@ -46,13 +48,15 @@ class ReplaySource(Source):
     Parameters
     ----------
     path : path-like
-        emg2pose-layout HDF5 file.
+        emg2pose-layout HDF5 file, or an ``.xdf`` file.
     speed : float
         Playback speed (1 = real time); 0 or inf = as fast as possible.
     loop : bool
         Restart at the end instead of finishing.
     chunk : int, optional
         Samples per chunk; default about 5 ms of data.
+    stream : str, optional
+        XDF only: the name of the signal stream, when the file holds several.
 
     Attributes
     ----------
@@ -65,7 +69,7 @@ class ReplaySource(Source):
     """
 
     def __init__(self, path, *, speed: float = 1.0, loop: bool = False,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, stream: str | None = None) -> None:
         super().__init__()
         self._path = Path(path)
         speed = float(speed)
@@ -75,6 +79,7 @@ class ReplaySource(Source):
         self._speed = math.inf if speed == 0 else speed
         self._loop = bool(loop)
         self._chunk = None if chunk is None else check_positive_int(chunk, "chunk")
+        self._stream = stream
         self.finished = False
         self.last_labels: np.ndarray | None = None
         self.class_names: list[str] = []
@@ -97,26 +102,18 @@ class ReplaySource(Source):
         except ValueError:
             raise ValueError(f"bad replay:// parameters {params!r}: speed is a number, loop "
                              f"is 0 or 1, chunk a positive integer") from None
-        return cls(target, speed=speed, loop=loop in ("1", "true"), chunk=chunk)
+        return cls(target, speed=speed, loop=loop in ("1", "true"), chunk=chunk,
+                   stream=params.get("stream"))
 
     # -- Source ------------------------------------------------------------------------------
     def _open(self) -> None:
-        from ..io.recording import RecordingError, read_recording  # h5py only when used
+        from ..io.recording import RecordingError  # h5py only when used
 
         try:
-            head = read_recording(self._path, stop=0)
-            total = head.meta["total_samples"]
-            if total == 0:
-                raise SourceError(f"recording {str(self._path)!r} holds no samples")
-            self._total = total
-            self._block = total if total * head.n_channels * 4 <= _BLOCK_BYTES else \
-                max(1, _BLOCK_BYTES // (head.n_channels * 4))
-            self._load_block(0)
-            # labels are 2 bytes a sample: keep them whole for labels_for()
-            if head.labels is not None:
-                self._labels = np.concatenate([
-                    read_recording(self._path, start=a, stop=min(a + self._block, total)).labels
-                    for a in range(0, total, self._block)])
+            if self._path.suffix.lower() == ".xdf":
+                head = self._open_xdf()
+            else:
+                head = self._open_hdf5()
         except RecordingError as err:
             raise SourceError(f"cannot replay: {err}") from None
         self.class_names = list(head.class_names)
@@ -139,8 +136,63 @@ class ReplaySource(Source):
         self.finished = False
         self._t0 = local_clock()
         logger.info("replaying %s: %d samples, %d ch @ %g Hz, speed %g%s", self._path,
-                    total, head.n_channels, self._rate, self._speed,
+                    self._total, head.n_channels, self._rate, self._speed,
                     ", looping" if self._loop else "")
+
+    def _open_hdf5(self):
+        from ..io.recording import read_recording
+
+        if self._stream is not None:
+            raise SourceError(f"cannot replay: stream= chooses a stream of an XDF file; "
+                              f"{str(self._path)!r} is not one")
+        head = read_recording(self._path, stop=0)
+        total = self._set_total(head.meta["total_samples"])
+        self._block = total if total * head.n_channels * 4 <= _BLOCK_BYTES else \
+            max(1, _BLOCK_BYTES // (head.n_channels * 4))
+        self._load_block(0)
+        # labels are 2 bytes a sample: keep them whole for labels_for(); marker times map to
+        # samples through the time column (8 bytes a sample, read once)
+        labels, times = [], []
+        if head.labels is not None or head.markers:
+            for a in range(0, total, self._block):
+                part = read_recording(self._path, start=a, stop=min(a + self._block, total))
+                labels.append(part.labels)
+                times.append(part.time if head.markers else part.time[:0])
+        if head.labels is not None:
+            self._labels = np.concatenate(labels)
+        self._set_markers(head, np.concatenate(times) if head.markers else None)
+        return head
+
+    def _open_xdf(self):
+        from ..io.xdf import read_xdf
+
+        rec = read_xdf(self._path, stream=self._stream)  # pyxdf reads the file whole
+        self._block = self._set_total(rec.n_samples)
+        self._block_start, self._block_emg = 0, rec.emg
+        self._set_markers(rec, rec.time)
+        return rec
+
+    def _set_total(self, total: int) -> int:
+        if total == 0:
+            raise SourceError(f"recording {str(self._path)!r} holds no samples")
+        self._total = total
+        return total
+
+    def _set_markers(self, rec, times: np.ndarray | None) -> None:
+        """The file's markers (each at the sample nearest its time: round-off in a file's
+        stamps must not move it by one) and its changes of label, as sample indices and
+        texts in order."""
+        from ..io.xdf import label_markers
+
+        events = label_markers(self._labels, rec.class_names)
+        if rec.markers:
+            half = 0.5 / rec.sample_rate
+            at = np.searchsorted(times, [t - half for t, _ in rec.markers])
+            at = at.clip(0, self._total - 1)
+            events += [(int(i), text) for i, (_, text) in zip(at, rec.markers)]
+        events.sort(key=lambda e: e[0])
+        self._event_index = np.array([i for i, _ in events], np.int64)
+        self._event_text = [text for _, text in events]
 
     def _load_block(self, start: int) -> None:
         from ..io.recording import RecordingError, read_recording
@@ -204,6 +256,28 @@ class ReplaySource(Source):
         if index.size and (index.min() < 0 or (not self._loop and index.max() >= self._total)):
             raise ValueError("timestamps lie outside this replay")
         return self._labels[index % self._total]
+
+    def markers_between(self, start: int, stop: int) -> list[tuple[float, str]]:
+        """The file's markers and changes of label (the class name; ``unlabelled`` for -1)
+        at replay positions ``[start, stop)`` (samples delivered, counted across loops), as
+        ``(lsl_time, text)`` stamped on this replay's schedule, in order."""
+        index, out = self._event_index, []
+        for base in range(start - start % self._total, stop, self._total):
+            lo = np.searchsorted(index, max(start - base, 0))
+            hi = np.searchsorted(index, stop - base)
+            out += [(self._t0 + (base + index[k]) * self._spacing, self._event_text[k])
+                    for k in range(lo, hi)]
+        return out
+
+    @property
+    def length(self) -> int:
+        """Samples in the file (one loop)."""
+        return self._total
+
+    @property
+    def marker_count(self) -> int:
+        """Markers and changes of label in the file (one loop)."""
+        return len(self._event_text)
 
     @property
     def start_time(self) -> float:

@@ -20,23 +20,38 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
 from .._checks import check_positive_float, check_positive_int
 from ._base import Source, StreamInfo
 
-__all__ = ["DEMO_URI", "SimSource"]
+__all__ = ["DEMO_URI", "HELD_OUT_SESSION", "SimSource", "held_out_session"]
 
+#: The first session no model trains on: the shipped recipe trains on sessions 0 and 1.
+HELD_OUT_SESSION = 2
 #: The demo's wearer: synthetic user 0 putting the band on again. The shipped model trained
 #: on this user's sessions 0 and 1; session 2 is a new donning it has never seen.
-DEMO_URI = "sim://?session=2"
+DEMO_URI = f"sim://?session={HELD_OUT_SESSION}"
 
 logger = logging.getLogger(__name__)
 
 _SPIN_S = 0.001  # wake this early and spin the rest: sleep() overshoots by up to ~1 ms
 _MAX_CATCH_UP_S = 1.0  # a consumer late by more than this gets the backlog in 1 s pieces
 _BLOCK_S = 0.25  # generate this much at a time: the generator's cost is mostly per call
+
+
+def held_out_session(uri: str) -> str:
+    """``uri`` with ``session=HELD_OUT_SESSION`` added when it is a ``sim://`` URI that names
+    neither user nor session (any other URI as it is). User 0 is one of the shipped model's
+    training users: the live commands show it on a session it never trained on, as the demo
+    does; a URI that asks for a user or a session gets what it asks for."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "sim" or {"user", "session"} & set(dict(parse_qsl(parts.query))):
+        return uri
+    separator = "&" if parts.query else "" if uri.endswith("?") else "?"
+    return f"{uri}{separator}session={HELD_OUT_SESSION}"
 
 
 class SimSource(Source):

@@ -117,7 +117,7 @@ def write_dataset(root: str | os.PathLike, n_users: int, n_sessions: int = 2,
                                      session=str(session), stage=stage, side="right",
                                      with_pose=True, class_names=list(CLASS_NAMES),
                                      overwrite=overwrite) as writer:
-                    # provenance, short enough for one marker (at most 255 bytes)
+                    # provenance, short enough for one marker (at most 1023 bytes)
                     writer.add_marker(0.0, f"emgstream synth seed={seed} "
                                            f"user={user.index} session={session} "
                                            f"stage={stage}")
