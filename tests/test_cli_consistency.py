@@ -9,6 +9,7 @@ import click
 import pytest
 
 from emgstream.cli import main
+from emgstream.cli._types import SECONDS
 
 _JARGON = re.compile(r"eq\. ?\d|N_c|the paper|\bdev users\b")
 _INLINE_DEFAULT = re.compile(r"\(default|default:|\[default|\bDefault\b")
@@ -37,8 +38,7 @@ def test_options_say_things_one_way(name, command):
             f"{name} {param.opts}: a default belongs in show_default, not in {text!r}"
         if param.name == "duration":
             assert param.metavar == "SECONDS", (name, param.metavar)
-            assert isinstance(param.type, click.FloatRange) and param.type.min == 0 \
-                and param.type.min_open, (name, param.type)
+            assert param.type is SECONDS, (name, param.type)
         if "--user" in param.opts:
             assert param.metavar == "NAME" and param.type == click.STRING, name
     assert not _JARGON.search(command.help or ""), name
@@ -70,3 +70,10 @@ def test_sim_without_user_or_session_is_a_session_no_model_trained_on(uri, expec
 
     assert held_out_session(uri) == expected
     assert HELD_OUT_SESSION == 2  # models/default.toml trains on sessions 0 and 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_seconds_refuse_what_is_no_duration(value):
+    with pytest.raises(click.BadParameter, match="seconds, got"):
+        SECONDS.convert(value, None, None)
+    assert SECONDS.convert("2.5", None, None) == 2.5

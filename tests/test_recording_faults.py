@@ -123,7 +123,7 @@ def test_record_for_no_time_is_refused_before_any_file(tmp_path, duration):
     result = CliRunner().invoke(main, ["record", "sim://?channels=2&realtime=0", "-o",
                                        str(out), "--duration", duration])
     assert result.exit_code == 2
-    assert "--duration" in result.stderr and "must be a positive number of seconds" in \
+    assert f"'--duration': must be a positive number of seconds, got {float(duration):g}" in \
         result.stderr
     assert not out.exists()
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ._types import SECONDS
+
 # the first is the default: emgstream.adapt.DEFAULT_METHOD (a test keeps them equal; importing
 # it here would import torch for every `--help`)
 _METHOD_CHOICES = ("emg-up+", "emg-up", "ssa", "ssp", "adabn", "shot-im", "pseudo-label")
@@ -57,7 +59,7 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
               show_default="the shipped model", help="The source model file.")
 @click.option("--user", required=True, metavar="NAME",
               help="Whom the personalized model is for.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=120.0,
+@click.option("--duration", type=SECONDS, default=120.0,
               show_default=True, metavar="SECONDS", help="Seconds of EMG to record from SOURCE.")
 @click.option("--from", "recording", type=click.Path(exists=True, dir_okay=False,
                                                      path_type=Path), default=None,
@@ -67,10 +69,10 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
               help="Personalized model file to write.")
 @click.option("--method", type=click.Choice(_METHOD_CHOICES), default=_METHOD_CHOICES[0],
               show_default=True,
-              help="Adaptation method. emg-up+: EMG-UP's two stages with pseudo-labels from "
-                   "class centroids, a class prior estimated from the person's data and the "
+              help="Adaptation method. emg-up+: EMG-UP's two stages with pseudo-labels for "
+                   "every window, a class prior estimated from the person's data and the "
                    "source's classifier kept (the default, measured best on new people); "
-                   "emg-up: the paper's method; the rest are its stages alone and the "
+                   "emg-up: EMG-UP as published; the rest are its stages alone and the "
                    "baselines of `emgstream eval`.")
 @_adapt_options
 def calibrate(source, model_path, user, duration, recording, output, method, lr, ssa_lr, xi,
@@ -129,9 +131,6 @@ def calibrate(source, model_path, user, duration, recording, output, method, lr,
     needed = (f"calibration needs at least {need_s:.1f} s of EMG ({need} windows of "
               f"{prep.window / prep.sample_rate:g} s every {prep.hop / prep.sample_rate:g} s)")
     if recording is None:
-        if not (duration > 0 and np.isfinite(duration)):
-            raise click.BadParameter(f"must be a positive number of seconds, got {duration:g}",
-                                     param_hint="--duration")
         if duration < need_s:
             raise click.BadParameter(f"{duration:g} s is too little: {needed}",
                                      param_hint="--duration")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ._types import SECONDS
+
 from ..sources.sim import DEMO_URI, held_out_session
 
 #: PipelineConfig's threshold, for --help (which must not import the pipeline)
@@ -19,7 +21,7 @@ _PIPELINE_THRESHOLD = 0.5
               help="Model file (.emgm).")
 @click.option("--headless", is_flag=True,
               help="No window: print each gesture event as one JSON line on stdout.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds.",
               show_default="until the window is closed, or Ctrl-C")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,

@@ -9,6 +9,8 @@ import time
 
 import click
 
+from ._types import SECONDS
+
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -20,7 +22,7 @@ import click
 @click.option("--loop", is_flag=True, help="Start again at the end, time running on.")
 @click.option("--source-id", default=None, help="LSL source id.",
               show_default="emgstream-play-NAME")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds.",
               show_default="the end of the file, or Ctrl-C")
 def play(file: str, name: str | None, stream: str | None, speed: float, loop: bool,

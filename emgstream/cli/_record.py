@@ -9,12 +9,14 @@ import threading
 
 import click
 
+from ._types import SECONDS
+
 
 @click.command()
 @click.argument("source")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="HDF5 file to write (emg2pose layout).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds of data.",
               show_default="until Ctrl-C")
 @click.option("--user", default="", metavar="NAME",
@@ -45,17 +47,10 @@ def record(source: str, output: str, duration: float | None, user: str, session:
     """
     from pathlib import Path
 
-    from .._checks import check_positive_float
     from ..io.recording import RecordingWriter, record_source
     from ..sources import MarkerInlet, SourceError, open_source
 
     # bad arguments are refused before the device is opened or a file is made
-    if duration is not None:
-        try:
-            check_positive_float(duration, "duration")
-        except ValueError:
-            raise click.BadParameter(f"must be a positive number of seconds, got {duration:g}",
-                                     param_hint="--duration") from None
     folder = Path(output).parent
     if not folder.is_dir():
         raise click.BadParameter(f"the folder {str(folder)!r} does not exist",

@@ -9,6 +9,8 @@ import time
 
 import click
 
+from ._types import SECONDS
+
 
 @click.command()
 @click.argument("source")
@@ -31,7 +33,7 @@ import click
               help="Print events as JSON lines on stdout.")
 @click.option("--lsl-markers", default=None, metavar="NAME",
               help="Also publish events on an LSL marker stream of this name.")
-@click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds.",
               show_default="until Ctrl-C")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,

@@ -8,6 +8,8 @@ import time
 
 import click
 
+from ._types import SECONDS
+
 
 def _run_until(duration: float | None, step) -> None:
     """Call ``step()`` until ``duration`` seconds passed (None: until Ctrl-C)."""
@@ -41,7 +43,7 @@ def _run_until(duration: float | None, step) -> None:
               help="Serial fault: probability each bit on the wire flips (e.g. 1e-4).")
 @click.option("--garbage-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Serial fault: probability random bytes precede a frame.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds.",
               show_default="until Ctrl-C")
 def simulate(lsl_name, serial, channels, rate, sim_user, seed, source_id, sample_format,
@@ -105,7 +107,7 @@ def _simulate_serial(channels, rate, user, seed, sample_format, drop_frames, bit
               help="LSL source id.", show_default="the device's serial number")
 @click.option("--stats-every", default=5.0, show_default=True, type=click.FloatRange(0),
               help="Seconds between status lines (0: none).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=SECONDS, default=None,
               metavar="SECONDS", help="Stop after this many seconds.",
               show_default="until Ctrl-C")
 def bridge(port, name, source_id, stats_every, duration):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._types import SECONDS
+
 from ._xdf import import_xdf
 
 
@@ -16,8 +18,8 @@ from ._xdf import import_xdf
               help="Number of synthetic users.")
 @click.option("--sessions", default=2, show_default=True, type=click.IntRange(min=1),
               help="Sessions (donnings of the band) per user.")
-@click.option("--duration", default=120.0, show_default=True, type=click.FloatRange(min=0,
-              min_open=True), metavar="SECONDS", help="Seconds per session.")
+@click.option("--duration", default=120.0, show_default=True, type=SECONDS, metavar="SECONDS",
+              help="Seconds per session.")
 @click.option("--unseen", default=0.0, show_default=True, type=click.FloatRange(min=0),
               metavar="SECONDS", help="Seconds of the held-out (unseen) gestures per session, in "
                                 "separate *_unseen.hdf5 files; 0 writes none.")
