@@ -27,7 +27,9 @@ baselines on new people (each departure is a row or an ablation in
   the training people), the label is the argmax of the teacher's probabilities times the
   person's self-calibrated LDA posteriors (``classical``, the ``lda-kmeans`` row's view):
   the person's own feature clusters carry what the cross-user network cannot know
-  (tuning group: 51.5 % against 43.8 % with centroids alone and 48.4 % for lda-kmeans).
+  (tuning group: 51.5 % against 43.8 % with centroids alone and 48.4 % for lda-kmeans;
+  on the test group the fusion stayed the best deep row but fell 3.4 points under
+  lda-kmeans, see ``benchmarks/results/cross_user.md``).
   Without it, the label is the nearest class centroid of the teacher's embeddings
   (:func:`~emgstream.adapt.ssp.centroid_labels`). Self-calibrating the LDA from the
   teacher's own labels instead of the source LDA's fell back to 41.7 %: the start matters;
