@@ -71,7 +71,7 @@ def _adapt_config(lr, ssa_lr, xi, n_consecutive, renormalise, seed, base=None):
               show_default=True,
               help="Adaptation method. emg-up+: EMG-UP's two stages with pseudo-labels for "
                    "every window, a class prior estimated from the person's data and the "
-                   "source's classifier kept (the default: the best deep method on new people); "
+                   "source's classifier kept, the best deep method on new people; "
                    "emg-up: EMG-UP as published; the rest are its stages alone and the "
                    "baselines of `emgstream eval`.")
 @_adapt_options
