@@ -12,7 +12,8 @@ from emgstream.modelfile import save_model_file
 from emgstream.pipeline import personal_model_path
 from emgstream.sources import StreamInfo
 
-train = pytest.importorskip("emgstream.train")
+pytest.importorskip("torch", reason="needs the adapt extra (torch)")
+from emgstream import train
 
 #: the test model's 512 windows (the collapse guard's reference) of 96 samples every 25
 NEEDED = "calibration needs at least 25.7 s of EMG (512 windows of 0.192 s every 0.05 s)"

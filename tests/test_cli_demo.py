@@ -17,7 +17,8 @@ _SIM = "sim://?hold=1.0&rest=0.6"
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    train = pytest.importorskip("emgstream.train")
+    pytest.importorskip("torch", reason="needs the adapt extra (torch)")
+    from emgstream import train
     from emgstream.sources import open_source
 
     classes = open_source(_SIM).class_names

@@ -13,7 +13,8 @@ from emgstream.modelfile import load_model_file, save_model_file
 from emgstream.pipeline import personal_model_path
 from emgstream.sources import StreamInfo
 
-train = pytest.importorskip("emgstream.train")
+pytest.importorskip("torch", reason="needs the adapt extra (torch)")
+from emgstream import train
 _SIM = "sim://?channels=4&rate=500"
 
 

@@ -16,7 +16,8 @@ from emgstream.pipeline import (GestureEvent, LSLMarkerOutlet, Pipeline, Pipelin
                                 Snapshot)
 from emgstream.sources import open_source
 
-train = pytest.importorskip("emgstream.train")
+pytest.importorskip("torch", reason="needs the adapt extra (torch)")
+from emgstream import train
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_reset_while_paused_zeroes_the_reported_adaptation_stats(model):
     """The adapter's child imports torch (seconds), hence slow. After a reset the stats (and
     snapshots) report zero counts at once, though the adapter is paused, and count again
     once adaptation resumes."""
-    pytest.importorskip("emgstream.adapt")
+    pytest.importorskip("torch", reason="needs the adapt extra (torch)")
     with Pipeline(open_source("sim://"), model, PipelineConfig(adapt=True)) as pipeline:
 
         def windows_seen() -> int:
