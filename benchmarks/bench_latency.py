@@ -299,9 +299,9 @@ def bench_onset(model, seconds: float, recording: str | None, threshold: float) 
 
 def bench_onset_replay(model, users: list[int], seconds: float, threshold: float) -> None:
     """Onset to detection replayed offline: every hop's window through ONNX Runtime, then
-    the pipeline's decision state machine (``_Decider``), per decision setting."""
+    the pipeline's decision state machine (``Decider``), per decision setting."""
     from emgstream.pipeline import PipelineConfig
-    from emgstream.pipeline._decision import _Decider
+    from emgstream.pipeline import Decider
 
     p = model.preprocessing
     runs = []
@@ -323,7 +323,7 @@ def bench_onset_replay(model, users: list[int], seconds: float, threshold: float
                                 threshold=threshold)
         delays, n_onsets, wrong, n_events = [], 0, 0, 0
         for probs, last, labels in runs:
-            decider = _Decider(config, len(model.class_names))
+            decider = Decider(config, len(model.class_names))
             events = []
             for i, row in enumerate(probs):
                 stable, _, _, changed = decider.update(row)

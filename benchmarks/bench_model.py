@@ -32,8 +32,7 @@ import onnxruntime as ort
 
 from emgstream import synth
 from emgstream.modelfile import load_model_file
-from emgstream.train._data import windows_from_streams
-from emgstream.train._eval import macro_accuracy
+from emgstream.train import macro_accuracy, windows_from_streams
 
 _ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,6 +13,8 @@
   viewer that paints: its GIL is not the pipeline's).
 - :class:`PipelineConfig`: smoothing, threshold, debounce, buffers, adaptation switch.
 - :class:`GestureEvent`: what subscribers receive; :class:`Snapshot`, :class:`PipelineStats`.
+- :class:`Decider`: the per-hop smoothing and debounce that turns probabilities into events
+  (the benchmarks replay it offline).
 - :class:`JsonLinesWriter`, :class:`LSLMarkerOutlet`: ready-made subscribers.
 - :func:`default_model_path`: the shipped model file, if present.
 - :func:`personal_model_path`: where a user's personalization of a model file is kept,
@@ -27,14 +29,14 @@ from pathlib import Path
 
 from ._adaptation import AdaptationError
 from ._config import PipelineConfig
-from ._decision import GestureEvent
+from ._decision import Decider, GestureEvent
 from ._outputs import JsonLinesWriter, LSLMarkerOutlet
 from ._personal import personal_model_path, users_folder
 from ._pipeline import Pipeline, PipelineStats, Snapshot
 from ._remote import PipelineProcess, PipelineProcessError
 
-__all__ = ["AdaptationError", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet", "Pipeline",
-           "PipelineConfig", "PipelineProcess", "PipelineProcessError", "PipelineStats",
+__all__ = ["AdaptationError", "Decider", "GestureEvent", "JsonLinesWriter", "LSLMarkerOutlet",
+           "Pipeline", "PipelineConfig", "PipelineProcess", "PipelineProcessError", "PipelineStats",
            "Snapshot", "default_model_path", "personal_model_path",
            "users_folder"]
 

@@ -67,7 +67,7 @@ class GestureEvent:
                 f"{self.sample_index}, latency {self.latency * 1e3:.1f} ms>")
 
 
-class _Decider:
+class Decider:
     """Per-hop state machine; ``update`` returns (stable index, confidence, smoothed, changed)."""
 
     def __init__(self, config: PipelineConfig, n_classes: int) -> None:

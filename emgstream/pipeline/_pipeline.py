@@ -42,7 +42,7 @@ from ..modelfile import ModelFile, ModelFileError
 from ..sources import Source, StreamInfo
 from ._adaptation import AdaptationError, _AdaptationProcess
 from ._config import PipelineConfig
-from ._decision import GestureEvent, _Decider
+from ._decision import GestureEvent, Decider
 from ._onnx import _Runner, _softmax
 
 __all__ = ["Pipeline", "PipelineStats", "Snapshot"]
@@ -327,7 +327,7 @@ class Pipeline:
                        int(self._config.display_seconds * p.sample_rate),
                        p.window + p.hop * (self._config.max_catchup_hops + 1))
         self._runner = _Runner(self._model.onnx, self._model)
-        self._decider = _Decider(self._config, self._model.n_classes)
+        self._decider = Decider(self._config, self._model.n_classes)
         # the first call of each kernel compiles or loads it (up to a second): do it here
         self._filter = make_filter(p)
         warm = np.zeros((p.hop, p.n_channels), dtype=np.float32)

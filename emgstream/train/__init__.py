@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 from ._data import LabelledWindows, RecordingWindows, WindowSet, windows_from_streams
+from ._eval import macro_accuracy
 from ._finetune import Classify
 from ._modelfile import export_checkpoint, make_test_model, to_model_file
 from ._pipeline import run_recipe
 from ._recipe import STAGES, DataConfig, ModelConfig, Recipe, load_recipe
 from ._trainer import Env, StageConfig, fit, init_distributed
 
-__all__ = ["STAGES", "Classify", "DataConfig", "Env", "LabelledWindows", "ModelConfig", "Recipe", "RecordingWindows",
-           "StageConfig", "WindowSet",
-           "export_checkpoint", "fit", "init_distributed", "load_recipe", "make_test_model",
-           "run_recipe", "to_model_file", "windows_from_streams"]
+__all__ = ["STAGES", "Classify", "DataConfig", "Env", "LabelledWindows", "ModelConfig", "Recipe",
+           "RecordingWindows", "StageConfig", "WindowSet",
+           "export_checkpoint", "fit", "init_distributed", "load_recipe", "macro_accuracy",
+           "make_test_model", "run_recipe", "to_model_file", "windows_from_streams"]
