@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emgstream.adapt.classical import ClassicalBaselines, hudgins_features, zscore
+from emgstream.adapt.classical import (CLASSICAL_ROWS, ClassicalBaselines, hudgins_features,
+                                       zscore)
 
 
 def test_hudgins_features_match_hand_computation():
@@ -52,8 +53,9 @@ def test_zscoring_and_self_calibration_recover_a_person_with_other_gains():
     # and the k-means self-calibration are not
     gain = np.array([8.0, 2.0, 2.0, 2.0])
     first, second = _person(rng, gain), _person(rng, gain)
-    predict = baselines.predictors(first[0])
-    acc = {name: float(np.mean(p(second[0]) == second[1])) for name, p in predict.items()}
+    person = baselines.calibrate(first[0])
+    acc = {name: float(np.mean(person.predict(name, second[0]) == second[1]))
+           for name in CLASSICAL_ROWS}
     assert acc["lda"] < 0.7
     assert acc["lda-zscore"] > 0.9
     assert acc["lda-kmeans"] > 0.9

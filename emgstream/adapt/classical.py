@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["hudgins_features", "zscore", "self_calibrate", "ClassicalBaselines",
+__all__ = ["hudgins_features", "zscore", "self_calibrate", "ClassicalBaselines", "PersonalLDA",
            "CLASSICAL_ROWS"]
 
 logger = logging.getLogger(__name__)
@@ -114,32 +114,44 @@ class ClassicalBaselines:
         return hudgins_features(windows if self.window is None
                                 else windows[:, :, -self.window:])
 
-    def _calibrated(self, adaptation_windows: np.ndarray):
-        """(the person's reference features, their self-calibrated LDA)."""
+    def calibrate(self, adaptation_windows: np.ndarray) -> "PersonalLDA":
+        """The three rows for one new person, calibrated without labels on their
+        ``adaptation_windows`` (the self-calibration runs once, here)."""
         reference = self.features(adaptation_windows)
         z = zscore(reference, reference)
         model = self_calibrate(z, self.lda_z.predict(z), self.kmeans_iterations)
-        return reference, (self.lda_z if model is None else model)
-
-    def predictors(self, adaptation_windows: np.ndarray) -> dict:
-        """Row name -> function (windows -> predicted labels) for one new person, calibrated
-        without labels on their ``adaptation_windows``."""
-        reference, kmeans_lda = self._calibrated(adaptation_windows)
-        return {
-            "lda": lambda x: self.lda.predict(self.features(x)),
-            "lda-zscore": lambda x: self.lda_z.predict(zscore(self.features(x), reference)),
-            "lda-kmeans": lambda x: kmeans_lda.predict(zscore(self.features(x), reference)),
-        }
-
-    def posteriors(self, adaptation_windows: np.ndarray) -> np.ndarray:
-        """The self-calibrated LDA's class probabilities (n, n_classes) of the person's own
-        ``adaptation_windows`` (0 for classes it no longer holds): the ``lda-kmeans`` row's
-        view of them, which EMG-UP+ fuses with its teacher's."""
-        reference, model = self._calibrated(adaptation_windows)
-        out = np.zeros((len(reference), self.n_classes), np.float32)
-        out[:, model.classes_] = model.predict_proba(zscore(reference, reference))
-        return out
+        return PersonalLDA(self, reference, self.lda_z if model is None else model)
 
     def __repr__(self) -> str:
         return (f"<ClassicalBaselines LDA on Hudgins features, {self.n_classes} classes, "
                 f"{self.lda.means_.shape[1]} features>")
+
+
+class PersonalLDA:
+    """One person's classical rows (:meth:`ClassicalBaselines.calibrate`).
+
+    ``predict(row, windows)`` gives the labels of ``lda``, ``lda-zscore`` or ``lda-kmeans``;
+    ``posteriors`` (n, classes) are the self-calibrated LDA's class probabilities of the
+    person's own adaptation windows (0 for classes it no longer holds): the ``lda-kmeans``
+    row's view of them, which EMG-UP+ fuses with its teacher's.
+    """
+
+    def __init__(self, baselines: ClassicalBaselines, reference: np.ndarray, kmeans_lda) -> None:
+        self._baselines, self._reference, self._kmeans_lda = baselines, reference, kmeans_lda
+        self.posteriors = np.zeros((len(reference), baselines.n_classes), np.float32)
+        self.posteriors[:, kmeans_lda.classes_] = kmeans_lda.predict_proba(
+            zscore(reference, reference))
+
+    def predict(self, row: str, windows: np.ndarray) -> np.ndarray:
+        b = self._baselines
+        features = b.features(windows)
+        if row == "lda":
+            return b.lda.predict(features)
+        model = {"lda-zscore": b.lda_z, "lda-kmeans": self._kmeans_lda}.get(row)
+        if model is None:
+            raise ValueError(f"row must be one of {CLASSICAL_ROWS}, got {row!r}")
+        return model.predict(zscore(features, self._reference))
+
+    def __repr__(self) -> str:
+        return (f"<PersonalLDA {len(self._reference)} windows, self-calibrated on "
+                f"{len(self._kmeans_lda.classes_)} classes>")

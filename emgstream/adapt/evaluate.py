@@ -48,7 +48,8 @@ from ..modelfile import Preprocessing
 from .classical import CLASSICAL_ROWS, ClassicalBaselines
 from .methods import AdaptConfig, adabn, adapt, total_steps
 
-__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "source_windows", "train_source",
+__all__ = ["EvalConfig", "UserData", "Windows", "cut_windows", "training_windows",
+           "source_windows", "train_source",
            "load_users", "evaluate", "score", "write_results", "ROWS"]
 
 logger = logging.getLogger(__name__)
@@ -249,18 +250,29 @@ def cut_windows(streams, preprocessing: Preprocessing, stride: int) -> Windows:
     return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(segs))
 
 
+def training_windows(users: dict, names, preprocessing: Preprocessing,
+                     config: EvalConfig = EvalConfig()) -> list[Windows]:
+    """Both blocks of every user in ``names``, one :class:`Windows` per user (those with
+    any), filtered and cut every ``config.train_stride_s``: what the source model and the
+    classical rows train on."""
+    step = max(1, round(config.train_stride_s * preprocessing.sample_rate))
+    parts = [cut_windows(users[u].first + users[u].second, preprocessing, step) for u in names]
+    return [p for p in parts if len(p)]
+
+
 def source_windows(users: dict, names, preprocessing: Preprocessing,
-                   config: EvalConfig = EvalConfig()) -> Windows:
+                   config: EvalConfig = EvalConfig(), parts: list[Windows] | None = None
+                   ) -> Windows:
     """Both blocks of every user in ``names``: the source model's training windows.
 
     With ``config.per_user_statistics`` each user's windows are standardised per channel by
     that user's mean and std, then scaled to the pooled mean and std of all of them (which
     the source model's "fixed" normalisation stores, so a new user's windows normalised by
-    the pooled statistics are what source-only sees).
+    the pooled statistics are what source-only sees). ``parts``: the users'
+    :func:`training_windows` when already cut (they are standardised in place).
     """
-    step = max(1, round(config.train_stride_s * preprocessing.sample_rate))
-    parts = [cut_windows(users[u].first + users[u].second, preprocessing, step) for u in names]
-    parts = [p for p in parts if len(p)]
+    if parts is None:
+        parts = training_windows(users, names, preprocessing, config)
     if config.per_user_statistics and parts:
         # per user and channel: mean and variance; pooled from them without a pooled copy
         means = np.stack([p.x.mean(axis=(0, 2), dtype=np.float64) for p in parts])
@@ -433,30 +445,28 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
                        else list(train_users))
         if train_names != trained_on:
             t0 = time.perf_counter()
+            parts = training_windows(users, train_names, preprocessing, config)
+            if need_classical:  # on the filtered windows, before the source standardises them
+                classical = ClassicalBaselines([(p.x, p.y) for p in parts], n_classes,
+                                               window=lda_samples)
             if not given:
-                src = source_windows(users, train_names, preprocessing, config)
+                src = source_windows(users, train_names, preprocessing, config, parts)
                 source = train_source(src, preprocessing, class_names, config)
                 log.info("source model on %d users (%d windows) in %.0f s", len(train_names),
                          len(src), time.perf_counter() - t0)
-            if need_classical:
-                step = stride(config.train_stride_s)
-                parts = [cut_windows(users[u].first + users[u].second, preprocessing, step)
-                         for u in train_names]
-                classical = ClassicalBaselines([(p.x, p.y) for p in parts if len(p)],
-                                               n_classes, window=lda_samples)
             trained_on = train_names
         adapt_data = cut_windows(users[user].first, preprocessing,
                                  stride(config.adapt_stride_s))
         score_data = cut_windows(users[user].second, preprocessing,
                                  stride(config.score_stride_s))
-        lda = classical.predictors(adapt_data.x) if classical_rows else {}
+        person = classical.calibrate(adapt_data.x) if classical is not None else None
         for row in config.rows:
             t0 = time.perf_counter()
             info = {}
             if row in CLASSICAL_ROWS:
-                if row not in lda:
+                if row not in classical_rows:
                     continue
-                scores = score(score_data.y, lda[row](score_data.x), n_classes)
+                scores = score(score_data.y, person.predict(row, score_data.x), n_classes)
                 rows.append({"user": user, "method": row, **scores,
                              "seconds": time.perf_counter() - t0})
                 continue
@@ -474,8 +484,8 @@ def evaluate(users: dict, train_users, test_users, preprocessing: Preprocessing,
                           disable=not show_progress or steps == 0) as abar:
                     model, report = adapt(
                         source, adapt_data.x, adapt_data.segment, row, config.adapt,
-                        abar.update, classical.posteriors(adapt_data.x)
-                        if row == "emg-up+" and classical is not None else None)
+                        abar.update, person.posteriors
+                        if row == "emg-up+" and person is not None else None)
                 info = {k: getattr(report, k) for k in ("accepted", "rollbacks",
                                                         "parameter_change", "balance",
                                                         "agreement", "steps")}

@@ -96,7 +96,7 @@ import torch.nn.functional as F
 from .guard import CollapseGuard, GuardConfig
 from .ssa import SSAHead, ssa_loss
 from .ssp import (centroid_labels, confident_mask, consistent_runs, ema_update,
-                  information_maximisation, pseudo_labels, ssp_loss)
+                  information_maximisation, pseudo_labels, ssp_loss, teacher_outputs)
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "AdaptConfig", "AdaptReport", "adapt", "adabn", "parameter_change"]
 
@@ -197,8 +197,9 @@ def adapt(model, windows, segments=None, method: str = "emg-up",
         Called with the number of optimiser steps just done (a tqdm ``update``).
     classical : ndarray (n, classes), optional
         ``"emg-up+"`` only: class probabilities of the same windows from the label-free
-        classical self-calibration (:meth:`~emgstream.adapt.classical.ClassicalBaselines.
-        posteriors`), fused with the teacher's into the pseudo-labels. Without it the
+        classical self-calibration (``PersonalLDA.posteriors``, see
+        :mod:`emgstream.adapt.classical`), fused with the teacher's into the pseudo-labels.
+        Without it the
         pseudo-labels are the teacher's class centroids.
 
     Returns
@@ -344,16 +345,6 @@ class _Run:
         final = teacher_model if (teacher and c.final == "teacher") else student
         return self._finish(final)
 
-    @torch.no_grad()
-    def _outputs(self, model, batch_size: int = 512):
-        """(probabilities (n, classes), embeddings (n, dim)) of ``model`` on every window."""
-        was_training = model.training
-        model.eval()
-        outs = [model(self.x[i:i + batch_size]) for i in range(0, len(self.x), batch_size)]
-        model.train(was_training)
-        return (torch.cat([F.softmax(o[0], dim=-1) for o in outs]),
-                torch.cat([o[1] for o in outs]))
-
     def _ssp_centroids(self):
         """Stage 2 of ``"emg-up+"``: the EMA teacher's pseudo-labels (fused with the
         classical self-calibration's when given, else its class centroids) plus information
@@ -365,8 +356,9 @@ class _Run:
         optimizer = self._optimizer(params)
         guard = self._guard({"student": student, "teacher": teacher, "optimizer": optimizer})
         everything = torch.arange(len(self.x))
+        self.report.accepted = 1.0  # every window gets a pseudo-label
         for _ in range(c.ssp_epochs):
-            probs, embeddings = self._outputs(teacher)
+            probs, embeddings = teacher_outputs(teacher, self.x)
             if self.classical is not None:
                 # product of the two views; the floor keeps a class the LDA dropped reachable
                 probs = probs * (self.classical + 1e-3)
@@ -375,7 +367,6 @@ class _Run:
             else:
                 labels = centroid_labels(probs, embeddings)
             prior = probs.mean(dim=0)
-            self.report.accepted = 1.0
             losses = []
             student.train()
             for batch in self._batches(everything):

@@ -46,7 +46,7 @@ from ._stats import OnlineStats
 from .guard import CollapseGuard, GuardConfig
 from .ssa import SSAHead, ssa_loss
 from .ssp import (centroid_labels, confident_mask, consistent_runs, ema_update,
-                  information_maximisation, ssp_loss)
+                  information_maximisation, ssp_loss, teacher_outputs)
 
 __all__ = ["OnlineConfig", "OnlineStats", "OnlineAdapter"]
 
@@ -200,10 +200,8 @@ class OnlineAdapter:
         # (1) teacher outputs for the windows not yet seen by the teacher
         new = min(written - self._labelled, len(idx))
         if new > 0:
-            with torch.no_grad():
-                self.teacher.eval()
-                logits, embeddings = self.teacher(x[-new:])
-            self._probs[idx[-new:]] = torch.softmax(logits, dim=-1).numpy()
+            probs, embeddings = teacher_outputs(self.teacher, x[-new:])
+            self._probs[idx[-new:]] = probs.numpy()
             self._embeddings[idx[-new:]] = embeddings.numpy()
             self._labelled = written
         # (2) pseudo-labels (time order; one segment: the buffer is consecutive hops)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["confident_mask", "consistent_runs", "pseudo_labels", "ema_update", "ssp_loss",
+__all__ = ["confident_mask", "consistent_runs", "teacher_outputs", "pseudo_labels", "ema_update",
+           "ssp_loss",
            "centroid_labels", "information_maximisation"]
 
 
@@ -58,14 +59,20 @@ def consistent_runs(labels: np.ndarray, keep: np.ndarray, segments: np.ndarray,
 
 
 @torch.no_grad()
-def pseudo_labels(model, windows: torch.Tensor, batch_size: int = 256):
-    """Eq. 7: (labels (n,) long, confidence (n,) float) of ``model`` on (n, channels, window)."""
+def teacher_outputs(model, windows: torch.Tensor, batch_size: int = 256):
+    """(probabilities (n, classes), embeddings (n, dim)) of ``model`` on (n, channels,
+    window), in eval mode and batches; the model's mode is restored."""
     was_training = model.training
     model.eval()
-    probs = torch.cat([F.softmax(model(windows[i:i + batch_size])[0], dim=-1)
-                       for i in range(0, len(windows), batch_size)])
+    outs = [model(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
     model.train(was_training)
-    confidence, labels = probs.max(dim=-1)
+    return (torch.cat([F.softmax(o[0], dim=-1) for o in outs]),
+            torch.cat([o[1] for o in outs]))
+
+
+def pseudo_labels(model, windows: torch.Tensor, batch_size: int = 256):
+    """Eq. 7: (labels (n,) long, confidence (n,) float) of ``model`` on (n, channels, window)."""
+    confidence, labels = teacher_outputs(model, windows, batch_size)[0].max(dim=-1)
     return labels, confidence
 
 
