@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from emgstream.pipeline import GestureEvent, PipelineConfig
-from emgstream.pipeline._decision import _Decider
+from emgstream.pipeline._decision import Decider
 
 
 def _feed(config: PipelineConfig, rows) -> list[tuple[int, bool]]:
-    decider = _Decider(config, n_classes=3)
+    decider = Decider(config, n_classes=3)
     out = []
     for row in rows:
         stable, _, smoothed, changed = decider.update(np.asarray(row, dtype=np.float64))
@@ -47,7 +47,7 @@ def test_ema_smooths_a_single_outlier_away():
 
 
 def test_ema_span_sets_alpha():
-    decider = _Decider(PipelineConfig(smoothing="ema", smoothing_hops=3, debounce=1,
+    decider = Decider(PipelineConfig(smoothing="ema", smoothing_hops=3, debounce=1,
                                       threshold=0.0), n_classes=3)
     decider.update(np.array(A))
     _, _, smoothed, _ = decider.update(np.array(B))
