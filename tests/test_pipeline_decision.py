@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from emgstream.pipeline import GestureEvent, PipelineConfig
-from emgstream.pipeline._decision import Decider
+from emgstream.pipeline import Decider, GestureEvent, PipelineConfig
 
 
 def _feed(config: PipelineConfig, rows) -> list[tuple[int, bool]]:
